@@ -1,0 +1,140 @@
+"""The ``facever`` command: serve, train, export, eval, keys, db.
+
+Heavy imports (torch, the web stack) happen inside each command, so that the serving install
+(no torch) and the training install each only need their own dependencies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="facever: self-hosted face verification.", no_args_is_help=True, add_completion=False)
+eval_app = typer.Typer(help="Evaluate a model.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+DEFAULT_DATA = Path("../shared/data/lfw")
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on (default: FACEVER_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: FACEVER_PORT or 8000)")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the HTTP service with the configured model and database."""
+    from facever.app.main import run
+
+    run(host=host, port=port, workers=workers)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="experiment YAML (e.g. training/configs/shipped.yaml)")],
+    out: Annotated[Path, typer.Option(help="run folder: checkpoint, log, exported model")] = Path("runs/latest"),
+    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps (smoke runs)")] = None,
+    evaluate: Annotated[bool, typer.Option(help="evaluate the exported model on the test folds")] = True,
+) -> None:
+    """Train the embedding network, export it with a calibrated threshold, evaluate it on the test folds."""
+    _logging()
+    from facever.training.config import load_config
+    from facever.training.evaluate import evaluate_lfw, format_report, save_json
+    from facever.training.release import release
+    from facever.training.train import train as run_training
+
+    settings = load_config(config)
+    checkpoint = run_training(settings, out, max_steps=max_steps)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, only the first process exports and evaluates
+    model_dir = out / "model"
+    card = release(checkpoint, model_dir)
+    typer.echo(f"exported {model_dir} (threshold {card.threshold:.4f})")
+    if evaluate:
+        report = evaluate_lfw(model_dir, Path(settings.data.lfw), cache_dir=Path(settings.data.cache_dir))
+        save_json(report, out / "eval.json")
+        card.metrics = {"lfw": {k: report[k] for k in _CARD_METRICS}}
+        card.save(model_dir)
+        typer.echo(format_report(report))
+
+
+_CARD_METRICS = (
+    "folds",
+    "n_pairs",
+    "accuracy_mean",
+    "accuracy_std",
+    "accuracy_at_model_threshold",
+    "auc",
+    "eer",
+    "tar_at_far",
+    "no_face_count",
+)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by facever train")],
+    out: Annotated[Path, typer.Option(help="folder for facever.onnx and model_card.json")],
+    data: Annotated[Path | None, typer.Option(help="LFW folder for threshold calibration")] = None,
+) -> None:
+    """Export a checkpoint to ONNX with a model card and a threshold calibrated on held-out people."""
+    _logging()
+    from facever.training.release import release
+
+    card = release(checkpoint, out, data)
+    typer.echo(f"exported {out} (threshold {card.threshold:.4f})")
+
+
+@eval_app.command("lfw")
+def eval_lfw(
+    model: Annotated[Path, typer.Option(help="model folder (facever.onnx + model_card.json)")] = Path("model/default"),
+    data: Annotated[Path, typer.Option(help="LFW folder with images/ and pairs.txt")] = DEFAULT_DATA,
+    fold: Annotated[list[int] | None, typer.Option(help="fold(s) to test; default: the card's test folds")] = None,
+    include_seen: Annotated[bool, typer.Option(help="allow folds the model saw (not a test result)")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    report: Annotated[Path | None, typer.Option(help="folder for roc.png and scores.png")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="cache embeddings here for cheap reruns")] = None,
+) -> None:
+    """The LFW View 2 protocol (threshold from the other nine folds) and more, on an exported model."""
+    _logging()
+    from facever.training.evaluate import evaluate_lfw, format_report, save_json
+
+    try:
+        result = evaluate_lfw(model, data, fold, include_seen, cache_dir, report)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(format_report(result))
+    if json_path:
+        save_json(result, json_path)
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[str, typer.Option(help="admin (manage identities) or verify (verify, identify)")],
+    name: Annotated[str, typer.Option(help="a label for the key")] = "",
+) -> None:
+    """Create an API key; it is printed once and stored only as a hash."""
+    from facever.app.core.keys import create_key_cli
+
+    typer.echo(create_key_cli(scope, name))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (the service also does this at start)."""
+    _logging()
+    from facever.app.db.migrate import upgrade
+
+    upgrade()
+    typer.echo("database is up to date")

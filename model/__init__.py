@@ -1,0 +1,1 @@
+"""Face detection, alignment and embedding, shared by the service, the evaluation and the benchmarks."""

@@ -1,0 +1,54 @@
+"""Alignment: a similarity transform that maps five detected landmarks onto a fixed template."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Eye centres, nose tip and mouth corners in a 112x112 crop (the widely used ArcFace layout).
+TEMPLATE_112 = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+
+
+def template(size: int, pad: int = 0) -> np.ndarray:
+    """The five template points for a size x size crop, shifted by ``pad`` for a crop with a margin."""
+    return TEMPLATE_112 * (size / 112.0) + pad
+
+
+def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares rotation + uniform scale + translation taking ``source`` points onto ``target``
+    (Umeyama 1991). Returns the 2x3 matrix for cv2.warpAffine."""
+    source = np.asarray(source, np.float64)
+    target = np.asarray(target, np.float64)
+    source_mean, target_mean = source.mean(0), target.mean(0)
+    source_c, target_c = source - source_mean, target - target_mean
+    covariance = target_c.T @ source_c / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1  # a reflection is never a valid face alignment
+    rotation = u @ np.diag(sign) @ vt
+    scale = (singular * sign).sum() / source_c.var(0).sum()
+    translation = target_mean - scale * rotation @ source_mean
+    return np.hstack([scale * rotation, translation[:, None]])
+
+
+def align(image: np.ndarray, landmarks: np.ndarray, size: int, pad: int = 0) -> np.ndarray:
+    """Warp ``image`` so that ``landmarks`` land on the template; returns a (size + 2*pad)^2 crop."""
+    matrix = similarity_transform(landmarks, template(size, pad))
+    scale = float(np.hypot(*matrix[:, 0]))
+    if scale < 0.5:
+        # warpAffine samples without anti-aliasing: shrink large faces with INTER_AREA first.
+        factor = min(1.0, 2.0 * scale)
+        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        matrix = similarity_transform(np.asarray(landmarks) * factor, template(size, pad))
+    side = size + 2 * pad
+    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

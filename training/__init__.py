@@ -1,0 +1,1 @@
+"""Offline training and LFW evaluation of the embedding network."""

@@ -1,0 +1,86 @@
+"""A checkpoint -> a model directory the runtime loads: facever.onnx + model_card.json, with the
+threshold calibrated on the calibration folds' people through the service's own runtime."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facever.model.alignment import template
+from facever.model.card import AlignmentSpec, InputSpec, ModelCard, Thresholds
+from facever.model.export import export_onnx
+from facever.model.runtime import FacePipeline
+from facever.training.calibrate import calibrate
+from facever.training.config import TrainConfig
+from facever.training.data import split_people
+from facever.training.evaluate import embed_images
+from facever.training.lfw import LFW
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def load_checkpoint(path: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
+    from facever.training.train import build_network
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    config = TrainConfig.model_validate(state["config"])
+    model = build_network(config)
+    model.load_state_dict(state["model"])
+    return config, model.eval(), state
+
+
+def release(checkpoint: Path, out_dir: Path, data: Path | None = None, threads: int = 0) -> ModelCard:
+    config, model, state = load_checkpoint(Path(checkpoint))
+    lfw = LFW(Path(data or config.data.lfw))
+    out_dir = Path(out_dir)
+    export_onnx(model, out_dir)
+
+    split = split_people(lfw, config.data.test_folds, config.data.calibration_folds)
+    all_folds = set(range(1, 11))
+    size = config.network.input_size
+    card = ModelCard(
+        name=config.name,
+        version=config.version,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        input=InputSpec(size=size),
+        alignment=AlignmentSpec(template=np.round(template(size), 4).tolist()),
+        embedding_size=config.network.embedding_size,
+        threshold=0.0,
+        thresholds=Thresholds(best_accuracy=0.0, far_1e_3=0.0, far_1e_2=0.0),
+        data={
+            "dataset": "LFW (grayscale copy), ../shared/data/lfw",
+            "train_folds": sorted(all_folds - set(config.data.test_folds) - set(config.data.calibration_folds)),
+            "train_note": "training used every person in no test or calibration fold, incl. people in no fold",
+            "calibration_folds": config.data.calibration_folds,
+            "test_folds": config.data.test_folds,
+            **split.describe(),
+        },
+        training={
+            "config": config.model_dump(),
+            "steps": state["step"],
+            "validation": state["history"][-1] if state["history"] else None,
+        },
+        git_commit=git_commit(),
+    )
+    card.save(out_dir)  # provisional: the runtime needs a card to load the model for calibration
+
+    pipeline = FacePipeline(out_dir, threads=threads)
+    keys = [k for v in split.calibration.values() for k in v]
+    embedded = embed_images(pipeline, {k: lfw.path(k) for k in keys})
+    embeddings = np.stack([embedded["embeddings"][k] for k in keys])
+    result = calibrate(embeddings, [k.split("/")[0] for k in keys])
+    thresholds = result.pop("thresholds")
+    card.thresholds = Thresholds.model_validate(thresholds)
+    card.threshold = thresholds["best_accuracy"]
+    card.calibration = {"folds": config.data.calibration_folds, "images": len(keys), **result}
+    card.save(out_dir)
+    return card

@@ -1,0 +1,275 @@
+"""The trainer: a Siamese embedding network fitted with contrastive loss on identity-balanced batches.
+
+One process on CPU, or one process per GPU under ``torchrun`` (DistributedDataParallel). It
+checkpoints regularly and resumes from the last checkpoint in its output folder, so a stopped
+run continues where it was. At the end it exports the ONNX model with its calibrated threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from facever.model.network import EmbeddingNet
+from facever.training import crops as crop_cache
+from facever.training import protocol
+from facever.training.config import TrainConfig
+from facever.training.data import PKSampler, augment, centre_crop, split_people
+from facever.training.lfw import LFW
+from facever.training.losses import ArcFaceLoss, BatchHardTripletLoss, ContrastiveLoss, DistillationLoss
+
+log = logging.getLogger("facever.training")
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_network(config: TrainConfig) -> EmbeddingNet:
+    net = config.network
+    return EmbeddingNet(net.input_size, tuple(net.widths), tuple(net.blocks), net.embedding_size, net.dropout)
+
+
+class Objective(torch.nn.Module):
+    """Contrastive loss plus the optional terms, each with its weight (the teacher's ramped up)."""
+
+    def __init__(self, config: TrainConfig, classes: int):
+        super().__init__()
+        loss = config.loss
+        self.config = loss
+        self.contrastive = ContrastiveLoss(loss.margin, loss.hard_negatives)
+        self.triplet = BatchHardTripletLoss(loss.triplet_margin) if loss.triplet_weight else None
+        self.arcface = (
+            ArcFaceLoss(config.network.embedding_size, classes, loss.arcface_scale, loss.arcface_margin)
+            if loss.arcface_weight
+            else None
+        )
+        self.teacher = DistillationLoss(loss.teacher_mode) if loss.teacher_weight else None
+
+    def forward(self, features, labels, teacher, progress: float) -> dict[str, torch.Tensor]:
+        embeddings = torch.nn.functional.normalize(features, dim=1)
+        terms = {"contrastive": self.config.contrastive_weight * self.contrastive(embeddings, labels)}
+        if self.triplet is not None:
+            terms["triplet"] = self.config.triplet_weight * self.triplet(embeddings, labels)
+        if self.arcface is not None:
+            terms["arcface"] = self.config.arcface_weight * self.arcface(features, labels)
+        if self.teacher is not None:
+            ramp = min(1.0, progress / max(self.config.teacher_warmup_fraction, 1e-9))
+            terms["teacher"] = self.config.teacher_weight * ramp * self.teacher(embeddings, teacher)
+        terms["total"] = sum(terms.values())
+        return terms
+
+
+def learning_rate(step: int, total: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    warmup = max(1, int(total * config.optim.warmup_fraction))
+    if step < warmup:
+        return config.optim.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return config.optim.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def embed_crops(model: EmbeddingNet, crops: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
+    model.eval()
+    out = [model(centre_crop(torch.from_numpy(crops[i : i + batch]), size)).numpy() for i in range(0, len(crops), batch)]
+    model.train()
+    return np.concatenate(out)
+
+
+def pair_scores(embeddings: np.ndarray, index: dict[str, int], pairs) -> tuple[np.ndarray, np.ndarray]:
+    first = embeddings[[index[p.first] for p in pairs]]
+    second = embeddings[[index[p.second] for p in pairs]]
+    return (first * second).sum(1), np.array([p.same for p in pairs])
+
+
+def validate(model, cache, index, pairs, size) -> dict:
+    """Accuracy (best threshold) and AUC on the calibration folds' official pairs."""
+    keys = sorted({k for p in pairs for k in (p.first, p.second)})
+    embeddings = embed_crops(model, cache.crops[[index[k] for k in keys]], size)
+    scores, same = pair_scores(embeddings, {k: i for i, k in enumerate(keys)}, pairs)
+    _, accuracy = protocol.best_threshold(scores, same)
+    return {"val_accuracy": accuracy, "val_auc": protocol.auc(scores, same)}
+
+
+class Distributed:
+    """torchrun sets WORLD_SIZE/RANK; without it this is a single process."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1:
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend)
+            if torch.cuda.is_available():
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        self.device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def close(self) -> None:
+        if self.world > 1:
+            dist.destroy_process_group()
+
+
+def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> Path:
+    """Train (resuming from ``out_dir`` when a checkpoint is there); returns the checkpoint path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ddp = Distributed()
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    seed_everything(config.run.seed + ddp.rank)
+
+    lfw = LFW(Path(config.data.lfw))
+    split = split_people(lfw, config.data.test_folds, config.data.calibration_folds)
+    size, pad = config.network.input_size, config.data.crop_pad
+    keys = {k: lfw.path(k) for people in (split.train, split.calibration) for v in people.values() for k in v}
+    cache = crop_cache.load_or_build(keys, size, pad, Path(config.data.cache_dir))
+    index = cache.index()
+
+    train_keys = [k for v in split.train.values() for k in v]
+    people = sorted(split.train)
+    person_label = {p: i for i, p in enumerate(people)}
+    labels = np.array([person_label[k.split("/")[0]] for k in train_keys])
+    crops = torch.from_numpy(cache.crops[[index[k] for k in train_keys]])
+    teacher = load_teacher(config, lfw, train_keys)
+    calibration_pairs = [p for p in lfw.pairs() if p.fold in config.data.calibration_folds]
+
+    model = build_network(config).to(ddp.device)
+    objective = Objective(config, len(people)).to(ddp.device)
+    parameters = list(model.parameters()) + list(objective.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    sampler = PKSampler(labels, config.batch, config.run.seed + 1000 * ddp.rank)
+    total_steps = max(1, round(config.optim.epochs * len(train_keys) / (sampler.batch_size * ddp.world)))
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+
+    step, history = 0, []
+    checkpoint_path = out_dir / CHECKPOINT
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.rng = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, history = state["step"], state["history"]
+        if ddp.main:
+            log.info("resumed from %s at step %d", checkpoint_path, step)
+
+    generator = torch.Generator().manual_seed(config.run.seed * 7919 + step + ddp.rank)
+    log_file = (out_dir / "log.jsonl").open("a") if ddp.main else None
+    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not ddp.main, dynamic_ncols=True)
+    started, seen = time.perf_counter(), 0
+    model.train()
+    while step < total_steps:
+        batch = sampler.batch()
+        pixels = augment(crops[batch], size, config.augment, generator).to(ddp.device)
+        batch_labels = torch.from_numpy(labels[batch]).to(ddp.device)
+        batch_teacher = torch.from_numpy(teacher[batch]).to(ddp.device) if teacher is not None else None
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, total_steps, config)
+        features = model.features(pixels)
+        terms = objective(features, batch_labels, batch_teacher, step / total_steps)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        if ddp.world > 1:  # average gradients across processes (model and loss parameters alike)
+            for p in parameters:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= ddp.world
+        optimizer.step()
+        step += 1
+        seen += len(batch) * ddp.world
+
+        if ddp.main:
+            record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **{k: float(v) for k, v in terms.items()}}
+            if step % config.run.log_every == 0 or step == total_steps:
+                record.update(pair_accuracy(features.detach(), batch_labels, config.loss.margin))
+                record["images_per_s"] = seen / (time.perf_counter() - started)
+                bar.set_postfix(
+                    loss=f"{record['total']:.3f}",
+                    pair_acc=f"{record['pair_accuracy']:.3f}",
+                    img_s=f"{record['images_per_s']:.0f}",
+                )
+            if step % config.run.validate_every == 0 or step == total_steps:
+                record.update(validate(model, cache, index, calibration_pairs, size))
+                bar.write(f"step {step}: validation accuracy {record['val_accuracy']:.4f} auc {record['val_auc']:.4f}")
+            history.append(record) if "val_accuracy" in record else None
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            if step % config.run.checkpoint_every == 0 or step == total_steps:
+                save_checkpoint(checkpoint_path, model, objective, optimizer, sampler, step, history, config)
+        bar.update(1)
+    bar.close()
+    if log_file:
+        log_file.close()
+    ddp.close()
+    return checkpoint_path
+
+
+def pair_accuracy(features: torch.Tensor, labels: torch.Tensor, margin: float) -> dict:
+    """Share of the batch's pairs on the right side of half the margin (a training-progress signal)."""
+    embeddings = torch.nn.functional.normalize(features, dim=1)
+    distance = torch.cdist(embeddings, embeddings)
+    upper = torch.triu(torch.ones_like(distance, dtype=torch.bool), diagonal=1)
+    same = labels[:, None] == labels[None, :]
+    correct = (distance < margin / 2) == same
+    return {
+        "pair_accuracy": float(correct[upper].float().mean()),
+        "same_distance": float(distance[upper & same].mean()),
+        "different_distance": float(distance[upper & ~same].mean()),
+    }
+
+
+def save_checkpoint(path, model, objective, optimizer, sampler, step, history, config) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "objective": objective.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "sampler_rng": sampler.rng,
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "history": history,
+            "config": config.model_dump(),
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def load_teacher(config: TrainConfig, lfw: LFW, train_keys: list[str]) -> np.ndarray | None:
+    """The teacher's embedding for every training image (rows of NaN where it found no face).
+
+    The cache covers every LFW image (the benchmarks use it too); only training images are read here.
+    """
+    if not config.loss.teacher_weight:
+        return None
+    from facever.training import teacher
+
+    everything = {k: lfw.path(k) for keys in lfw.identities().values() for k in keys}
+    cached = teacher.load_or_build(everything, Path(config.data.cache_dir))
+    embeddings = cached["embeddings"].astype(np.float32).copy()
+    embeddings[~cached["found"]] = np.nan
+    position = {k: i for i, k in enumerate(cached["keys"])}
+    return embeddings[[position[k] for k in train_keys]]
+
