@@ -65,7 +65,9 @@ class FaceDetector:
         height, width = image.shape
         shrink = min(1.0, self.config.max_side / max(height, width))
         if shrink < 1.0:
-            image = cv2.resize(image, (round(width * shrink), round(height * shrink)), interpolation=cv2.INTER_AREA)
+            # max(1, ...): a very long, thin image must not shrink to zero pixels (cv2 rejects that).
+            size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
         boxes = self._propose(image)
         if len(boxes):
