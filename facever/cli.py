@@ -127,7 +127,10 @@ def keys_create(
     """Create an API key; it is printed once and stored only as a hash."""
     from facever.app.core.keys import create_key_cli
 
-    typer.echo(create_key_cli(scope, name))
+    try:
+        typer.echo(create_key_cli(scope, name))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scope") from None
 
 
 @db_app.command("upgrade")

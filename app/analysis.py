@@ -1,0 +1,144 @@
+"""Uploaded image bytes -> the chosen face and its embedding, off the event loop.
+
+Decoding, detection and embedding are CPU (or GPU) bound, so they run in worker threads; a
+capacity limiter lets at most FACEVER_INFERENCE_WORKERS images be worked on at once (onnxruntime
+sessions are safe to run from several threads), and when FACEVER_MAX_QUEUE requests are already
+waiting for a slot, further ones are refused with 503 rather than piling up in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import anyio
+import numpy as np
+from facever.app import metrics
+from facever.app.core.config import MultiFacePolicy
+from facever.app.errors import ApiError, api_error_from_image
+from facever.model.detection import DetectedFace
+from facever.model.images import ImageError, ImageLimits, decode_image
+from facever.model.runtime import FacePipeline
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One image of a request: its bytes, or the reason it could not even be read (bad base64)."""
+
+    field: str
+    filename: str | None
+    data: bytes = b""
+    error: ImageError | None = None
+
+
+@dataclass(frozen=True)
+class AnalysedFace:
+    embedding: np.ndarray  # (D,) float32 unit vector
+    face: DetectedFace
+    faces_found: int
+    width: int
+    height: int
+
+
+@dataclass
+class Timings:
+    queue: float = 0.0
+    decode: float = 0.0
+    detect: float = 0.0
+    embed: float = 0.0
+
+    def as_ms(self) -> dict[str, float]:
+        return {name: round(seconds * 1000, 2) for name, seconds in vars(self).items()}
+
+
+@dataclass
+class Analysis:
+    results: list[AnalysedFace | ImageError]  # one per upload, in order
+    timings: Timings = field(default_factory=Timings)
+
+
+class FaceAnalyser:
+    def __init__(self, pipeline: FacePipeline, limits: ImageLimits, workers: int, max_queue: int):
+        self.pipeline = pipeline
+        self.limits = limits
+        self.max_queue = max_queue
+        self.limiter = anyio.CapacityLimiter(workers)
+
+    async def run(self, function: Callable[..., T], *args) -> T:
+        """Run blocking ``function`` in a worker thread, within the inference concurrency limit."""
+        if self.max_queue and self.limiter.statistics().tasks_waiting >= self.max_queue:
+            raise ApiError(
+                503,
+                "overloaded",
+                "too many requests are waiting for inference; retry shortly",
+                {"Retry-After": "1"},
+            )
+        return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
+
+    async def analyse(self, uploads: Sequence[Upload], policy: MultiFacePolicy) -> Analysis:
+        queued = time.perf_counter()
+        analysis = await self.run(self._analyse, uploads, policy, queued)
+        for result in analysis.results:
+            if isinstance(result, ImageError):
+                metrics.IMAGES_REJECTED.labels(result.code).inc()
+        return analysis
+
+    def _analyse(self, uploads: Sequence[Upload], policy: MultiFacePolicy, queued: float) -> Analysis:
+        timings = Timings(queue=time.perf_counter() - queued)
+        metrics.INFERENCE_WAIT_SECONDS.observe(timings.queue)
+        results: list[AnalysedFace | ImageError | None] = []
+        found: list[tuple[int, DetectedFace, int, int, int]] = []  # (result index, face, count, w, h)
+        crops = []
+        for index, upload in enumerate(uploads):
+            try:
+                face, count, width, height, crop = self._detect(upload, policy, timings)
+            except ImageError as error:
+                results.append(error)
+                continue
+            results.append(None)
+            found.append((index, face, count, width, height))
+            crops.append(crop)
+        if crops:
+            start = time.perf_counter()
+            embeddings = self.pipeline.embed(np.stack(crops))
+            timings.embed = time.perf_counter() - start
+            metrics.INFERENCE_SECONDS.labels("embed").observe(timings.embed)
+            metrics.FACES_EMBEDDED.inc(len(crops))
+            for (index, face, count, width, height), embedding in zip(found, embeddings, strict=True):
+                results[index] = AnalysedFace(embedding, face, count, width, height)
+        return Analysis(results, timings)
+
+    def _detect(self, upload: Upload, policy: MultiFacePolicy, timings: Timings):
+        if upload.error is not None:
+            raise upload.error
+        start = time.perf_counter()
+        image = decode_image(upload.data, self.limits)
+        decoded = time.perf_counter()
+        faces = self.pipeline.detect(image)
+        detected = time.perf_counter()
+        timings.decode += decoded - start
+        timings.detect += detected - decoded
+        metrics.INFERENCE_SECONDS.labels("decode").observe(decoded - start)
+        metrics.INFERENCE_SECONDS.labels("detect").observe(detected - decoded)
+        if not faces:
+            raise ImageError("no_face", "no face was found in the image")
+        if policy == "single" and len(faces) > 1:
+            raise ImageError(
+                "multiple_faces",
+                f"{len(faces)} faces were found and the multi-face policy is 'single'; "
+                "send an image with one face, or use the policy 'largest'",
+            )
+        height, width = image.shape
+        return faces[0], len(faces), width, height, self.pipeline.crop(image, faces[0])
+
+
+def first_error(analysis: Analysis, uploads: Sequence[Upload]) -> ApiError | None:
+    """For endpoints that need every image: the first rejected one, as an API error naming its field."""
+    for upload, result in zip(uploads, analysis.results, strict=True):
+        if isinstance(result, ImageError):
+            return api_error_from_image(result, upload.field)
+    return None

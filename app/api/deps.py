@@ -1,0 +1,50 @@
+"""FastAPI dependencies: the service, and API-key authentication with scopes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from facever.app.core import security
+from facever.app.core.keys import Principal
+from facever.app.errors import ApiError
+from facever.app.service import Service
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="An API key from `facever keys create --scope admin|verify`. "
+    "Scope verify: verify and identify. Scope admin: also manage identities and enroll faces.",
+)
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def require_scope(needed: security.Scope):
+    """A dependency admitting requests whose key grants ``needed`` (admin grants verify too)."""
+
+    def check(service: ServiceDep, key: Annotated[str | None, Security(api_key_header)]) -> Principal:
+        principal = service.authenticator.authenticate(key)
+        if principal is None:
+            if not key:
+                raise ApiError(401, "missing_api_key", "send an API key in the X-API-Key header")
+            raise ApiError(401, "invalid_api_key", "the API key is not valid")
+        if not security.grants(principal.scope, needed):
+            raise ApiError(
+                403,
+                "insufficient_scope",
+                f"this needs a key with scope {needed}; the key has scope {principal.scope}",
+            )
+        return principal
+
+    return check
+
+
+VerifyScope = Depends(require_scope("verify"))
+AdminScope = Depends(require_scope("admin"))

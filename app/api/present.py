@@ -1,0 +1,49 @@
+"""Turning analysis results into response parts."""
+
+from __future__ import annotations
+
+import time
+
+from facever.app.analysis import AnalysedFace, Timings
+from facever.app.schemas import FaceOut, ImageSize, ModelInfo, TimingMs
+from facever.app.templates import ModelRef
+from facever.model.detection import LANDMARK_NAMES
+
+
+def face_out(result: AnalysedFace, image: str) -> FaceOut:
+    width, height = result.width, result.height
+    x1, y1, x2, y2 = result.face.box
+    box = [_clip(x1, width), _clip(y1, height), _clip(x2, width), _clip(y2, height)]
+    return FaceOut(
+        image=image,
+        box=[round(v, 2) for v in box],
+        box_normalized=[
+            round(box[0] / width, 4),
+            round(box[1] / height, 4),
+            round(box[2] / width, 4),
+            round(box[3] / height, 4),
+        ],
+        landmarks={
+            name: [round(float(x), 2), round(float(y), 2)]
+            for name, (x, y) in zip(LANDMARK_NAMES, result.face.landmarks, strict=True)
+        },
+        detection_score=round(result.face.score, 4),
+        faces_found=result.faces_found,
+        image_size=ImageSize(width=width, height=height),
+    )
+
+
+def model_info(model: ModelRef) -> ModelInfo:
+    return ModelInfo(name=model.name, version=model.version)
+
+
+def timing(started: float, timings: Timings, search: float | None = None) -> TimingMs:
+    return TimingMs(
+        total=round((time.perf_counter() - started) * 1000, 2),
+        search=None if search is None else round(search * 1000, 2),
+        **timings.as_ms(),
+    )
+
+
+def _clip(value: float, limit: int) -> float:
+    return min(max(float(value), 0.0), float(limit))

@@ -1,0 +1,27 @@
+"""The error responses each endpoint documents in the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from facever.app.schemas import ErrorResponse
+
+_DESCRIPTIONS = {
+    400: "Malformed request body (invalid_multipart)",
+    401: "Missing or invalid API key (missing_api_key, invalid_api_key)",
+    403: "The API key's scope does not allow this (insufficient_scope)",
+    404: "Unknown identity or face (identity_not_found, face_not_found)",
+    409: "Conflict (external_id_taken, no_enrolled_faces)",
+    413: "Image or request too large (image_too_large, request_too_large)",
+    415: "Body neither multipart/form-data nor JSON (unsupported_media_type)",
+    422: "Bad input: invalid_request, invalid_json, missing_image, invalid_base64, empty_image, "
+    "not_an_image, corrupt_image, unsupported_format, too_many_pixels, no_face, multiple_faces, "
+    "too_many_images",
+    503: "Too many requests waiting for inference (overloaded)",
+}
+
+IMAGE_ERRORS = (400, 401, 403, 413, 415, 422, 503)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status]} for status in statuses}

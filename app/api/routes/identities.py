@@ -1,0 +1,279 @@
+"""Identities: create, list, read, delete; enroll and delete faces; verify a probe against one identity."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from facever.app import crud
+from facever.app.analysis import AnalysedFace, first_error
+from facever.app.api.deps import AdminScope, ServiceDep, VerifyScope
+from facever.app.api.present import face_out, model_info, timing
+from facever.app.api.responses import IMAGE_ERRORS, error_responses
+from facever.app.api.uploads import ImageFields, read_image_request, request_body
+from facever.app.db.models import Identity
+from facever.app.errors import ApiError
+from facever.app.request_id import request_id_of
+from facever.app.schemas import (
+    EnrollJSON,
+    EnrollOptions,
+    EnrollResponse,
+    EnrollResult,
+    ErrorBody,
+    FaceRecord,
+    IdentityCreate,
+    IdentityDetail,
+    IdentityOut,
+    IdentityPage,
+    IdentityRef,
+    IdentityVerifyResponse,
+    ModelInfo,
+    ProbeJSON,
+    ProbeOptions,
+)
+from facever.app.service import Service
+from fastapi import APIRouter, Query, Request, Response
+
+router = APIRouter(prefix="/v1/identities", tags=["identities"])
+
+ENROLL_FIELDS = ImageFields(repeated="images")
+PROBE_FIELDS = ImageFields(single=("image",))
+
+
+def _not_found(identity_id: int) -> ApiError:
+    return ApiError(404, "identity_not_found", f"there is no identity {identity_id}")
+
+
+def _identity_out(identity: Identity, counts: tuple[int, int]) -> IdentityOut:
+    return IdentityOut(
+        id=identity.id,
+        name=identity.name,
+        external_id=identity.external_id,
+        metadata=identity.attributes or {},
+        face_count=counts[0],
+        other_model_face_count=counts[1],
+        created_at=identity.created_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=IdentityOut,
+    summary="Create an identity",
+    dependencies=[AdminScope],
+    responses=error_responses(401, 403, 409, 422),
+)
+def create_identity(body: IdentityCreate, service: ServiceDep) -> IdentityOut:
+    with service.session() as session:
+        try:
+            identity = crud.create_identity(session, body.name, body.external_id, body.metadata)
+        except crud.ExternalIdTaken:
+            raise ApiError(
+                409, "external_id_taken", f"an identity with external_id {body.external_id!r} exists"
+            ) from None
+    return _identity_out(identity, (0, 0))
+
+
+@router.get(
+    "",
+    response_model=IdentityPage,
+    summary="List identities",
+    description="Identities in creation order, a page at a time.",
+    dependencies=[AdminScope],
+    responses=error_responses(401, 403, 422),
+)
+def list_identities(
+    service: ServiceDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> IdentityPage:
+    with service.session() as session:
+        identities, total = crud.list_identities(session, offset, limit)
+        counts = crud.face_counts(session, [identity.id for identity in identities], service.model)
+    return IdentityPage(
+        items=[_identity_out(identity, counts[identity.id]) for identity in identities],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )
+
+
+@router.get(
+    "/{identity_id}",
+    response_model=IdentityDetail,
+    summary="Read an identity with its faces",
+    dependencies=[AdminScope],
+    responses=error_responses(401, 403, 404),
+)
+def get_identity(identity_id: int, service: ServiceDep) -> IdentityDetail:
+    with service.session() as session:
+        identity = crud.get_identity(session, identity_id)
+        if identity is None:
+            raise _not_found(identity_id)
+        counts = crud.face_counts(session, [identity_id], service.model)[identity_id]
+        faces = crud.faces_of(session, identity_id)
+    return IdentityDetail(
+        **_identity_out(identity, counts).model_dump(),
+        faces=[
+            FaceRecord(
+                id=face.id,
+                model=ModelInfo(name=face.model_name, version=face.model_version),
+                detection_score=face.detection_score,
+                created_at=face.created_at,
+            )
+            for face in faces
+        ],
+    )
+
+
+@router.delete(
+    "/{identity_id}",
+    status_code=204,
+    summary="Delete an identity and all its faces",
+    description="Removes the identity and every template of it from the database; identify forgets it at "
+    "once on this replica and within a second on the others.",
+    dependencies=[AdminScope],
+    responses=error_responses(401, 403, 404),
+)
+async def delete_identity(identity_id: int, service: ServiceDep) -> Response:
+    if not await service.in_session(crud.delete_identity, identity_id):
+        raise _not_found(identity_id)
+    await service.sync_gallery()
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/{identity_id}/faces/{face_id}",
+    status_code=204,
+    summary="Delete one face of an identity",
+    dependencies=[AdminScope],
+    responses=error_responses(401, 403, 404),
+)
+async def delete_face(identity_id: int, face_id: int, service: ServiceDep) -> Response:
+    if not await service.in_session(crud.delete_face, identity_id, face_id):
+        if await service.in_session(crud.get_identity, identity_id) is None:
+            raise _not_found(identity_id)
+        raise ApiError(404, "face_not_found", f"identity {identity_id} has no face {face_id}")
+    await service.sync_gallery()
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{identity_id}/faces",
+    response_model=EnrollResponse,
+    status_code=201,
+    summary="Enroll faces",
+    description="Send one or more images (repeat the multipart field `images`, or a JSON list of base64 "
+    "strings). Each image is accepted (its largest face becomes a template) or rejected with a reason code; "
+    "the others are enrolled all the same. The status is 201 when at least one face was enrolled, 200 when "
+    "none was. Only the embedding is stored, never the image.",
+    dependencies=[AdminScope],
+    responses={200: {"description": "No face enrolled: every image was rejected"}}
+    | error_responses(*IMAGE_ERRORS, 404),
+    openapi_extra=request_body(EnrollJSON, ENROLL_FIELDS),
+)
+async def enroll_faces(
+    identity_id: int, request: Request, response: Response, service: ServiceDep
+) -> EnrollResponse:
+    started = time.perf_counter()
+    if await service.in_session(crud.get_identity, identity_id) is None:
+        raise _not_found(identity_id)
+    uploads, options = await read_image_request(
+        request, ENROLL_FIELDS, EnrollOptions, EnrollJSON, service.settings
+    )
+    analysis = await service.analyser.analyse(
+        uploads, options.multi_face_policy or service.settings.multi_face_policy
+    )
+    accepted = [(i, r) for i, r in enumerate(analysis.results) if isinstance(r, AnalysedFace)]
+    face_ids: dict[int, int] = {}
+    if accepted:
+        templates = [crud.NewTemplate(r.embedding, r.face.score) for _, r in accepted]
+        faces = await service.in_session(crud.add_templates, identity_id, service.model, templates)
+        if faces is None:  # deleted while its images were analysed
+            raise _not_found(identity_id)
+        face_ids = {index: face.id for (index, _), face in zip(accepted, faces, strict=True)}
+        await service.sync_gallery()
+    results = [
+        _enroll_result(index, upload.filename, upload.field, result, face_ids.get(index))
+        for index, (upload, result) in enumerate(zip(uploads, analysis.results, strict=True))
+    ]
+    counts = await service.in_session(crud.face_counts, [identity_id], service.model)
+    response.status_code = 201 if accepted else 200
+    return EnrollResponse(
+        identity_id=identity_id,
+        enrolled=len(accepted),
+        rejected=len(uploads) - len(accepted),
+        face_count=counts[identity_id][0],
+        results=results,
+        model=model_info(service.model),
+        timing_ms=timing(started, analysis.timings),
+        request_id=request_id_of(request.scope),
+    )
+
+
+def _enroll_result(index: int, filename: str | None, label: str, result, face_id: int | None) -> EnrollResult:
+    if isinstance(result, AnalysedFace):
+        return EnrollResult(
+            index=index, filename=filename, accepted=True, face_id=face_id, face=face_out(result, label)
+        )
+    return EnrollResult(
+        index=index,
+        filename=filename,
+        accepted=False,
+        error=ErrorBody(code=result.code, message=result.message),
+    )
+
+
+@router.post(
+    "/{identity_id}/verify",
+    response_model=IdentityVerifyResponse,
+    summary="Verify a probe image against one identity",
+    description="The probe's face is compared with every template of the identity made by the current model; "
+    "the score is the best match (highest cosine similarity). Read from the database, so always current.",
+    dependencies=[VerifyScope],
+    responses=error_responses(*IMAGE_ERRORS, 404, 409),
+    openapi_extra=request_body(ProbeJSON, PROBE_FIELDS),
+)
+async def verify_identity(identity_id: int, request: Request, service: ServiceDep) -> IdentityVerifyResponse:
+    started = time.perf_counter()
+    identity, face_ids, templates = await service.in_session(_identity_templates, identity_id, service)
+    uploads, options = await read_image_request(
+        request, PROBE_FIELDS, ProbeOptions, ProbeJSON, service.settings
+    )
+    analysis = await service.analyser.analyse(
+        uploads, options.multi_face_policy or service.settings.multi_face_policy
+    )
+    if error := first_error(analysis, uploads):
+        raise error
+    probe = analysis.results[0]
+    scores = templates @ probe.embedding
+    best = int(scores.argmax())
+    threshold = service.threshold if options.threshold is None else options.threshold
+    return IdentityVerifyResponse(
+        verified=bool(scores[best] >= threshold),
+        score=float(scores[best]),
+        threshold=threshold,
+        identity=IdentityRef(id=identity.id, name=identity.name, external_id=identity.external_id),
+        best_face_id=face_ids[best],
+        templates_compared=len(face_ids),
+        model=model_info(service.model),
+        face=face_out(probe, "image"),
+        timing_ms=timing(started, analysis.timings),
+        request_id=request_id_of(request.scope),
+    )
+
+
+def _identity_templates(session, identity_id: int, service: Service):
+    identity = crud.get_identity(session, identity_id)
+    if identity is None:
+        raise _not_found(identity_id)
+    face_ids, templates = crud.templates_of(session, identity_id, service.model, service.dim)
+    if not face_ids:
+        raise ApiError(
+            409,
+            "no_enrolled_faces",
+            f"identity {identity_id} has no faces enrolled with the current model "
+            f"({service.model.name} {service.model.version}); enroll some first",
+        )
+    return identity, face_ids, templates

@@ -1,0 +1,57 @@
+"""GET /v1/info: the model, the execution providers in use, the gallery, the auth mode."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from facever.app.api.deps import ServiceDep, VerifyScope
+from facever.app.api.responses import error_responses
+from facever.app.schemas import GalleryInfo, InfoResponse, Limits
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["operations"])
+
+AUTH_DISABLED_WARNING = (
+    "AUTHENTICATION IS DISABLED (FACEVER_AUTH=disabled): anyone who can reach this service can enroll, "
+    "delete and identify faces. Use it only for local trials."
+)
+
+
+def _package_version() -> str:
+    try:
+        return version("facever")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@router.get(
+    "/info",
+    response_model=InfoResponse,
+    summary="Model card, execution providers, gallery size, auth mode",
+    dependencies=[VerifyScope],
+    responses=error_responses(401, 403),
+)
+async def info(service: ServiceDep) -> InfoResponse:
+    settings = service.settings
+    return InfoResponse(
+        service={"name": "facever", "version": _package_version()},
+        model=service.pipeline.card.model_dump(mode="json", by_alias=True),
+        threshold=service.threshold,
+        providers=service.pipeline.providers,
+        gallery=GalleryInfo(
+            templates=service.gallery.size,
+            identities=service.gallery.identity_count,
+            version=service.gallery.version,
+        ),
+        auth=settings.auth,
+        warning=AUTH_DISABLED_WARNING if settings.auth == "disabled" else None,
+        multi_face_policy=settings.multi_face_policy,
+        inference_workers=settings.resolved_inference_workers,
+        limits=Limits(
+            max_image_bytes=settings.max_image_bytes,
+            max_image_pixels=settings.max_image_pixels,
+            max_request_bytes=settings.max_request_bytes,
+            max_enroll_images=settings.max_enroll_images,
+        ),
+        database=service.database.backend,
+    )

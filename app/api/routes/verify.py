@@ -1,0 +1,51 @@
+"""POST /v1/verify: are the faces in two images the same person?"""
+
+from __future__ import annotations
+
+import time
+
+from facever.app.analysis import first_error
+from facever.app.api.deps import ServiceDep, VerifyScope
+from facever.app.api.present import face_out, model_info, timing
+from facever.app.api.responses import IMAGE_ERRORS, error_responses
+from facever.app.api.uploads import ImageFields, read_image_request, request_body
+from facever.app.request_id import request_id_of
+from facever.app.schemas import VerifyJSON, VerifyOptions, VerifyResponse
+from fastapi import APIRouter, Request
+
+router = APIRouter(prefix="/v1", tags=["verify"])
+
+FIELDS = ImageFields(single=("image1", "image2"))
+
+
+@router.post(
+    "/verify",
+    response_model=VerifyResponse,
+    summary="Verify two images",
+    description="Send two images, as multipart fields `image1` and `image2` or as JSON with base64 strings. "
+    "The largest face of each (or the only one, under the multi-face policy `single`) is compared. "
+    "`score` is the cosine similarity of the two face embeddings (-1..1, higher = more alike); "
+    "`verified` is `score >= threshold`. Images are not stored.",
+    dependencies=[VerifyScope],
+    responses=error_responses(*IMAGE_ERRORS),
+    openapi_extra=request_body(VerifyJSON, FIELDS),
+)
+async def verify(request: Request, service: ServiceDep) -> VerifyResponse:
+    started = time.perf_counter()
+    uploads, options = await read_image_request(request, FIELDS, VerifyOptions, VerifyJSON, service.settings)
+    policy = options.multi_face_policy or service.settings.multi_face_policy
+    analysis = await service.analyser.analyse(uploads, policy)
+    if error := first_error(analysis, uploads):
+        raise error
+    first, second = analysis.results
+    score = float(first.embedding @ second.embedding)
+    threshold = service.threshold if options.threshold is None else options.threshold
+    return VerifyResponse(
+        verified=score >= threshold,
+        score=score,
+        threshold=threshold,
+        model=model_info(service.model),
+        faces=[face_out(first, "image1"), face_out(second, "image2")],
+        timing_ms=timing(started, analysis.timings),
+        request_id=request_id_of(request.scope),
+    )

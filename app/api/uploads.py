@@ -1,0 +1,189 @@
+"""Reading the images of a request: multipart form files or base64 strings in a JSON body.
+
+The image endpoints take either body, so they parse it here rather than through FastAPI's
+parameters, and describe both forms in the OpenAPI schema with ``request_body``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from facever.app.analysis import Upload
+from facever.app.core.config import Settings
+from facever.app.errors import ApiError, describe_validation_errors
+from facever.model.images import ImageError
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+O = TypeVar("O", bound=BaseModel)  # noqa: E741
+
+_BINARY = {"type": "string", "format": "binary"}
+_FORM_FIELDS_MAX = 16
+
+
+@dataclass(frozen=True)
+class ImageFields:
+    """The image fields of an endpoint: names of single images, or the name of a repeated one."""
+
+    single: tuple[str, ...] = ()
+    repeated: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.single + ((self.repeated,) if self.repeated else ())
+
+
+async def read_image_request(
+    request: Request, fields: ImageFields, options_model: type[O], json_model: type[O], settings: Settings
+) -> tuple[list[Upload], O]:
+    """The request's images (in field order; a repeated field's in the order sent) and its options."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _read_multipart(request, fields, options_model, settings)
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return await _read_json(request, fields, json_model, options_model, settings)
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"send the images as multipart/form-data (fields {', '.join(fields.names)}) or as application/json "
+        f"with base64 strings, not {content_type or 'a body without Content-Type'}",
+    )
+
+
+async def _read_multipart(
+    request: Request, fields: ImageFields, options_model: type[O], settings: Settings
+) -> tuple[list[Upload], O]:
+    max_files = settings.max_enroll_images + len(fields.single)
+    try:
+        form = await request.form(max_files=max_files, max_fields=_FORM_FIELDS_MAX)
+    except StarletteHTTPException as exc:  # starlette's multipart parser reports every problem as 400
+        if str(exc.detail).startswith("Too many files"):
+            raise ApiError(
+                422, "too_many_images", f"at most {settings.max_enroll_images} images fit in one request"
+            ) from None
+        raise ApiError(
+            400, "invalid_multipart", f"the multipart body could not be read: {exc.detail}"
+        ) from None
+    try:
+        uploads: list[Upload] = []
+        for name in fields.single:
+            values = form.getlist(name)
+            if len(values) != 1:
+                raise _missing(name, "once" if values else None)
+            uploads.append(await _file_upload(name, name, values[0]))
+        if fields.repeated:
+            values = form.getlist(fields.repeated)
+            if not values:
+                raise _missing(fields.repeated, None)
+            _check_count(len(values), settings)
+            for index, value in enumerate(values):
+                uploads.append(await _file_upload(f"{fields.repeated}[{index}]", fields.repeated, value))
+        options = {key: value for key, value in form.multi_items() if key not in fields.names}
+        return uploads, _validate(options_model, options)
+    finally:
+        await form.close()
+
+
+async def _file_upload(label: str, name: str, value: Any) -> Upload:
+    if not isinstance(value, UploadFile):
+        raise ApiError(422, "missing_image", f"the form field {name} must be a file, not text")
+    return Upload(label, value.filename, await value.read())
+
+
+async def _read_json(
+    request: Request, fields: ImageFields, json_model: type[O], options_model: type[O], settings: Settings
+) -> tuple[list[Upload], O]:
+    try:
+        payload = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ApiError(422, "invalid_request", "the JSON body must be an object")
+    for name in fields.single:
+        if payload.get(name) is None:
+            raise _missing(name, None)
+    if fields.repeated:
+        images = payload.get(fields.repeated)
+        if images is None or images == []:
+            raise _missing(fields.repeated, None)
+        if isinstance(images, list):
+            _check_count(len(images), settings)
+    parsed = _validate(json_model, payload)
+    uploads = [_base64_upload(name, getattr(parsed, name), settings) for name in fields.single]
+    if fields.repeated:
+        uploads += [
+            _base64_upload(f"{fields.repeated}[{index}]", text, settings)
+            for index, text in enumerate(getattr(parsed, fields.repeated))
+        ]
+    options = options_model.model_validate(parsed.model_dump(exclude=set(fields.names), exclude_unset=True))
+    return uploads, options
+
+
+def _base64_upload(label: str, text: str, settings: Settings) -> Upload:
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    # 4 base64 characters carry 3 bytes: refuse an oversized image before decoding it.
+    if len(text) // 4 * 3 > settings.max_image_bytes + 3:
+        error = ImageError(
+            "image_too_large", f"the image is larger than the limit of {settings.max_image_bytes} bytes"
+        )
+        return Upload(label, None, error=error)
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return Upload(label, None, error=ImageError("invalid_base64", "the image is not valid base64"))
+    return Upload(label, None, data)
+
+
+def _validate(model: type[O], values: dict[str, Any]) -> O:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", describe_validation_errors(exc.errors())) from None
+
+
+def _missing(name: str, how: str | None) -> ApiError:
+    if how == "once":
+        return ApiError(422, "invalid_request", f"the field {name} must be given once")
+    return ApiError(422, "missing_image", f"the image field {name} is missing")
+
+
+def _check_count(count: int, settings: Settings) -> None:
+    if count > settings.max_enroll_images:
+        raise ApiError(
+            422,
+            "too_many_images",
+            f"{count} images were sent; at most {settings.max_enroll_images} fit in one request",
+        )
+
+
+def request_body(json_model: type[BaseModel], fields: ImageFields) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for an endpoint taking ``json_model`` as JSON, or as a form with files."""
+    json_schema = json_model.model_json_schema()
+    form_schema = copy.deepcopy(json_schema)
+    form_schema.pop("examples", None)
+    form_schema["title"] = form_schema.get("title", "") + "Form"
+    for name in fields.single:
+        form_schema["properties"][name] = {**_BINARY, "description": "the image file"}
+    if fields.repeated:
+        form_schema["properties"][fields.repeated] = {
+            "type": "array",
+            "items": _BINARY,
+            "description": "the image files: repeat the field for each image",
+        }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": form_schema},
+                "application/json": {"schema": json_schema},
+            },
+        }
+    }

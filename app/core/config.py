@@ -1,0 +1,95 @@
+"""Every setting of the service, read once from the environment (prefix ``FACEVER_``)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MultiFacePolicy = Literal["largest", "single"]
+
+MIB = 1024 * 1024
+
+
+def shipped_model_dir() -> Path:
+    return Path(str(files("facever.model") / "default"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEVER_", case_sensitive=False, extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./facever.db",
+        description="SQLAlchemy URL: sqlite:///path (WAL mode) or postgresql+psycopg://user@host/db",
+    )
+    auto_migrate: bool = Field(True, description="apply the database migrations when the service starts")
+    model_dir: Path | None = Field(
+        None, description="facever.onnx + model_card.json; default: the shipped model"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="onnxruntime device: auto = CUDA when available, else CPU"
+    )
+    ort_threads: int = Field(0, ge=0, description="onnxruntime threads per session; 0 = onnxruntime's choice")
+    threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, description="decision threshold (cosine similarity); default: the model card's"
+    )
+
+    auth: Literal["enabled", "disabled"] = Field(
+        "enabled", description="'disabled' serves every request without a key (local trials only)"
+    )
+    api_keys_admin: SecretStr = Field(
+        SecretStr(""), description="comma-separated bootstrap keys with scope admin (kept only as hashes)"
+    )
+    api_keys_verify: SecretStr = Field(
+        SecretStr(""), description="comma-separated bootstrap keys with scope verify (kept only as hashes)"
+    )
+
+    max_image_bytes: int = Field(10 * MIB, gt=0, description="largest accepted image file (413 above)")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image, width x height")
+    max_request_bytes: int = Field(32 * MIB, gt=0, description="largest request body (413 above)")
+    max_enroll_images: int = Field(10, gt=0, description="most images in one enrollment request")
+    multi_face_policy: MultiFacePolicy = Field(
+        "largest", description="several faces in an image: use the largest, or reject ('single')"
+    )
+
+    inference_workers: int = Field(
+        0, ge=0, description="images analysed at the same time (threads); 0 = min(4, CPU cores)"
+    )
+    max_queue: int = Field(64, ge=0, description="requests waiting for an inference slot before 503")
+    gallery_poll_interval: float = Field(
+        0.5, gt=0, description="seconds between checks for enrollments made by other replicas"
+    )
+    default_top_k: int = Field(5, ge=1, le=100, description="identities returned by identify by default")
+
+    host: str = Field("127.0.0.1", description="address facever serve listens on")
+    port: int = Field(8000, ge=1, le=65535, description="port facever serve listens on")
+    log_level: str = Field("INFO", description="Python logging level")
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or shipped_model_dir()
+
+    @property
+    def resolved_inference_workers(self) -> int:
+        return self.inference_workers or max(1, min(4, os.cpu_count() or 1))
+
+    def bootstrap_keys(self) -> dict[str, list[str]]:
+        """Keys from the environment, by scope."""
+        return {
+            "admin": _split(self.api_keys_admin.get_secret_value()),
+            "verify": _split(self.api_keys_verify.get_secret_value()),
+        }
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

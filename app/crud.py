@@ -1,0 +1,187 @@
+"""Database reads and writes. Every write that adds or removes templates goes through
+``_next_gallery_version`` first, in the same transaction (see facever.app.gallery for why)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from facever.app.core import security
+from facever.app.db.models import ApiKey, Face, GalleryChange, GalleryState, Identity
+from facever.app.templates import ModelRef, from_bytes, to_bytes
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+# Versions of the change log kept for replicas catching up; one further behind reloads the gallery.
+CHANGE_LOG_KEEP = 10_000
+
+
+class ExternalIdTaken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class NewTemplate:
+    embedding: np.ndarray
+    detection_score: float
+
+
+# -- identities ------------------------------------------------------------------------------------
+
+
+def create_identity(
+    session: Session, name: str, external_id: str | None, attributes: dict[str, Any]
+) -> Identity:
+    identity = Identity(name=name, external_id=external_id, attributes=attributes)
+    session.add(identity)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise ExternalIdTaken(external_id) from None
+    return identity
+
+
+def get_identity(session: Session, identity_id: int) -> Identity | None:
+    return session.get(Identity, identity_id)
+
+
+def identities_by_id(session: Session, ids: Iterable[int]) -> dict[int, Identity]:
+    ids = list(ids)
+    if not ids:
+        return {}
+    return {
+        identity.id: identity for identity in session.scalars(select(Identity).where(Identity.id.in_(ids)))
+    }
+
+
+def list_identities(session: Session, offset: int, limit: int) -> tuple[list[Identity], int]:
+    total = session.scalar(select(func.count()).select_from(Identity)) or 0
+    page = session.scalars(select(Identity).order_by(Identity.id).offset(offset).limit(limit)).all()
+    return list(page), total
+
+
+def face_counts(session: Session, identity_ids: Sequence[int], model: ModelRef) -> dict[int, tuple[int, int]]:
+    """identity id -> (templates of ``model``, templates of other models)."""
+    if not identity_ids:
+        return {}
+    current = (Face.model_name == model.name) & (Face.model_version == model.version)
+    rows = session.execute(
+        select(Face.identity_id, current.label("current"), func.count())
+        .where(Face.identity_id.in_(identity_ids))
+        .group_by(Face.identity_id, current)
+    )
+    counts = {identity_id: [0, 0] for identity_id in identity_ids}
+    for identity_id, is_current, count in rows:
+        counts[identity_id][0 if is_current else 1] += count
+    return {identity_id: (c[0], c[1]) for identity_id, c in counts.items()}
+
+
+def faces_of(session: Session, identity_id: int) -> list[Face]:
+    return list(session.scalars(select(Face).where(Face.identity_id == identity_id).order_by(Face.id)))
+
+
+def templates_of(
+    session: Session, identity_id: int, model: ModelRef, dim: int
+) -> tuple[list[int], np.ndarray]:
+    """Face ids and (N, dim) templates of one identity made by ``model``; other models' are left out."""
+    rows = session.execute(
+        select(Face.id, Face.embedding)
+        .where(
+            Face.identity_id == identity_id,
+            Face.model_name == model.name,
+            Face.model_version == model.version,
+        )
+        .order_by(Face.id)
+    ).all()
+    return [row.id for row in rows], from_bytes([row.embedding for row in rows], dim)
+
+
+def add_templates(
+    session: Session, identity_id: int, model: ModelRef, templates: Sequence[NewTemplate]
+) -> list[Face] | None:
+    """Store templates for an identity; None when the identity does not exist (any more)."""
+    version = _next_gallery_version(session)
+    if session.get(Identity, identity_id) is None:
+        session.rollback()
+        return None
+    faces = [
+        Face(
+            identity_id=identity_id,
+            model_name=model.name,
+            model_version=model.version,
+            embedding=to_bytes(template.embedding),
+            detection_score=template.detection_score,
+        )
+        for template in templates
+    ]
+    session.add_all(faces)
+    session.flush()
+    session.add_all(GalleryChange(version=version, op="add_face", face_id=face.id) for face in faces)
+    session.commit()
+    return faces
+
+
+def delete_identity(session: Session, identity_id: int) -> bool:
+    """Delete an identity and every template of it (of any model)."""
+    version = _next_gallery_version(session)
+    session.execute(delete(Face).where(Face.identity_id == identity_id))
+    deleted = session.execute(delete(Identity).where(Identity.id == identity_id)).rowcount
+    if not deleted:
+        session.rollback()
+        return False
+    session.add(GalleryChange(version=version, op="remove_identity", identity_id=identity_id))
+    session.commit()
+    return True
+
+
+def delete_face(session: Session, identity_id: int, face_id: int) -> bool:
+    version = _next_gallery_version(session)
+    deleted = session.execute(
+        delete(Face).where(Face.id == face_id, Face.identity_id == identity_id)
+    ).rowcount
+    if not deleted:
+        session.rollback()
+        return False
+    session.add(GalleryChange(version=version, op="remove_face", face_id=face_id))
+    session.commit()
+    return True
+
+
+def _next_gallery_version(session: Session) -> int:
+    """Bump the gallery version. This must be the transaction's first statement: on PostgreSQL it
+    locks the row until commit, so writers commit in version order and a replica that sees version
+    v also sees every change up to v; on SQLite it takes the database's write lock up front."""
+    version = session.execute(
+        update(GalleryState)
+        .where(GalleryState.id == 1)
+        .values(version=GalleryState.version + 1)
+        .returning(GalleryState.version)
+    ).scalar_one()
+    session.execute(delete(GalleryChange).where(GalleryChange.version <= version - CHANGE_LOG_KEEP))
+    return version
+
+
+# -- API keys --------------------------------------------------------------------------------------
+
+
+def create_api_key(session: Session, scope: str, name: str) -> tuple[ApiKey, str]:
+    """A new key: the row (hash only) and the key itself, which is not stored anywhere."""
+    key = security.new_key()
+    row = ApiKey(
+        name=name, scope=scope, key_hash=security.hash_key(key), key_prefix=security.display_prefix(key)
+    )
+    session.add(row)
+    session.commit()
+    return row, key
+
+
+def scope_of_key_hash(session: Session, key_hash: str) -> str | None:
+    return session.scalar(select(ApiKey.scope).where(ApiKey.key_hash == key_hash))
+
+
+def count_api_keys(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(ApiKey)) or 0

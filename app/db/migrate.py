@@ -1,0 +1,35 @@
+"""Alembic, driven from code: the service applies migrations at start, ``facever db upgrade`` on demand."""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+
+from alembic import command
+from alembic.config import Config
+from facever.app.core.config import get_settings
+from facever.app.db.session import create_db_engine
+from sqlalchemy import Engine
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(files("facever.app") / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # ConfigParser interpolation
+    return config
+
+
+def upgrade(url: str | None = None, engine: Engine | None = None) -> None:
+    """Bring the database at ``url`` (default: the configured one) to the newest schema."""
+    url = url or get_settings().database_url
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one INFO line per plugin
+    own_engine = engine is None
+    engine = engine or create_db_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        if own_engine:
+            engine.dispose()

@@ -1,0 +1,136 @@
+"""The FastAPI application: ``create_app(settings)``, and ``run`` behind ``facever serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager, suppress
+
+import anyio
+from facever.app.analysis import FaceAnalyser
+from facever.app.api.routes import health, identify, identities, info, verify
+from facever.app.body_limit import BodyLimitMiddleware
+from facever.app.core.config import Settings, get_settings
+from facever.app.core.keys import Authenticator
+from facever.app.db.migrate import upgrade
+from facever.app.db.session import Database
+from facever.app.errors import install_error_handlers
+from facever.app.gallery import Gallery
+from facever.app.log import configure_logging
+from facever.app.metrics import MetricsMiddleware
+from facever.app.request_id import RequestIdMiddleware
+from facever.app.service import Service
+from facever.app.templates import ModelRef
+from facever.model.images import ImageLimits
+from facever.model.runtime import FacePipeline
+from fastapi import FastAPI
+
+log = logging.getLogger("facever.app")
+
+DESCRIPTION = """Face verification: compare two photos, enroll the people you know, verify or identify a photo
+against them. Scores are cosine similarities of face embeddings (-1..1, higher = more alike).
+Uploaded images are never stored; only face templates (embeddings) of enrolled faces are.
+Every error has the body `{"error": {"code", "message"}, "request_id"}`."""
+
+
+def create_app(settings: Settings | None = None, pipeline: FacePipeline | None = None) -> FastAPI:
+    """The application. ``pipeline`` lets tests share one loaded model between app instances."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service = await anyio.to_thread.run_sync(_start_service, settings, pipeline)
+        app.state.service = service
+        poller = asyncio.create_task(_poll_gallery(service))
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await poller
+            service.database.dispose()
+
+    app = FastAPI(title="facever", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # Each router carries its full prefix, so that route templates (metrics labels) are complete paths.
+    for module in (verify, identities, identify, info, health):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every response gets an X-Request-ID
+    return app
+
+
+def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service:
+    if settings.auth == "disabled":
+        log.warning("!" * 78)
+        log.warning(
+            "AUTHENTICATION IS DISABLED (FACEVER_AUTH=disabled): every request is served without a key."
+        )
+        log.warning(
+            "Anyone who can reach this service can enroll, delete and identify faces. Local trials only."
+        )
+        log.warning("!" * 78)
+    database = Database(settings.database_url)
+    log.info("database: %s", database.engine.url.render_as_string(hide_password=True))
+    if settings.auto_migrate:
+        upgrade(settings.database_url, database.engine)
+    if pipeline is None:
+        pipeline = FacePipeline(settings.resolved_model_dir, settings.device, settings.ort_threads)
+    log.info("execution providers in use: %s", pipeline.providers)
+    gallery = Gallery(database, ModelRef.of(pipeline.card), pipeline.card.embedding_size)
+    gallery.sync()
+    authenticator = Authenticator(settings, database)
+    if authenticator.enabled and authenticator.key_count() == 0:
+        log.warning(
+            "no API key exists yet: every request will get 401; create one with `facever keys create`"
+        )
+    analyser = FaceAnalyser(
+        pipeline,
+        ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
+        settings.resolved_inference_workers,
+        settings.max_queue,
+    )
+    return Service(settings, database, pipeline, analyser, gallery, authenticator)
+
+
+async def _poll_gallery(service: Service) -> None:
+    """Pick up enrollments and deletions made by other replicas (see facever.app.gallery)."""
+    failing = False
+    while True:
+        await asyncio.sleep(service.settings.gallery_poll_interval)
+        try:
+            await service.sync_gallery()
+            if failing:
+                log.info("gallery sync works again")
+            failing = False
+        except Exception:
+            if not failing:  # log once per outage, not twice a second
+                log.exception(
+                    "gallery sync failed; retrying every %.1f s", service.settings.gallery_poll_interval
+                )
+            failing = True
+
+
+def serve_app() -> FastAPI:
+    """The factory uvicorn calls in each worker process."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def run(host: str | None = None, port: int | None = None, workers: int = 1) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if settings.auto_migrate:  # once here, so that several workers do not race to migrate
+        upgrade(settings.database_url)
+    uvicorn.run(
+        "facever.app.main:serve_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+    )

@@ -1,0 +1,410 @@
+"""Request and response bodies of the HTTP API (pydantic v2), with the examples shown in /docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from facever.app.core.config import MultiFacePolicy
+from pydantic import BaseModel, ConfigDict, Field
+
+SCORE_TYPE = "cosine_similarity"
+SCORE_EXPLANATION = (
+    "score is the cosine similarity of the two L2-normalised face embeddings, from -1 to 1; higher means "
+    "more alike; verified is true when score >= threshold. Templates made by another model (name or "
+    "version) are never compared."
+)
+IDENTITY_SCORE_EXPLANATION = (
+    "score is the best match: the highest cosine similarity (-1 to 1, higher = more alike) between the "
+    "probe face and any template of the identity made by the current model; verified is true when "
+    "score >= threshold."
+)
+IDENTIFY_SCORE_EXPLANATION = (
+    "each identity's score is its best match: the highest cosine similarity (-1 to 1, higher = more alike) "
+    "between the probe face and any of its templates made by the current model; identities are ranked by it. "
+    "Only identities with score >= threshold are listed unless include_below_threshold is true."
+)
+
+_THRESHOLD = Field(
+    None, ge=-1.0, le=1.0, description="decision threshold (cosine similarity) instead of the model's default"
+)
+_POLICY = Field(
+    None,
+    description="several faces in an image: 'largest' uses the largest, 'single' rejects the image "
+    "(default: the service's FACEVER_MULTI_FACE_POLICY)",
+)
+_BASE64 = "the image file (JPEG, PNG, WebP, BMP, TIFF, GIF), base64-encoded; a data: URL prefix is accepted"
+_B64_EXAMPLE = "/9j/4AAQSkZJRgABAQAAAQABAAD..."
+_FACE_EXAMPLE = {
+    "image": "image1",
+    "box": [71.9, 62.3, 175.6, 191.8],
+    "box_normalized": [0.288, 0.249, 0.702, 0.767],
+    "landmarks": {
+        "left_eye": [104.2, 115.0],
+        "right_eye": [146.8, 113.9],
+        "nose": [126.3, 140.2],
+        "mouth_left": [107.9, 164.1],
+        "mouth_right": [143.0, 163.2],
+    },
+    "detection_score": 0.9998,
+    "faces_found": 1,
+    "image_size": {"width": 250, "height": 250},
+}
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="machine-readable reason, e.g. no_face, invalid_api_key")
+    message: str = Field(description="what went wrong, for people")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+    request_id: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {"code": "no_face", "message": "image2: no face was found in the image"},
+                    "request_id": "6f1c2a9e0b7d4c55a1e2f3a4b5c6d7e8",
+                }
+            ]
+        }
+    )
+
+
+# -- shared parts ----------------------------------------------------------------------------------
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class FaceOut(BaseModel):
+    image: str = Field(description="the request field the image came in (image1, image2, image, images[3])")
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the upright image, clipped to it")
+    box_normalized: list[float] = Field(description="the box divided by the image width and height (0..1)")
+    landmarks: dict[str, list[float]] = Field(
+        description="x, y in pixels: left_eye, right_eye, nose, mouth_left, mouth_right (as seen in the "
+        "image)"
+    )
+    detection_score: float = Field(description="the detector's confidence, 0..1")
+    faces_found: int = Field(description="faces found in the image; the largest one was used")
+    image_size: ImageSize = Field(description="of the decoded image, after applying EXIF orientation")
+
+
+class TimingMs(BaseModel):
+    total: float = Field(description="time in the handler, milliseconds")
+    queue: float = Field(description="waiting for an inference slot")
+    decode: float
+    detect: float
+    embed: float
+    search: float | None = Field(None, description="gallery search (identify only)")
+
+
+class IdentityRef(BaseModel):
+    id: int
+    name: str
+    external_id: str | None = None
+
+
+# -- verify ----------------------------------------------------------------------------------------
+
+
+class VerifyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = _THRESHOLD
+    multi_face_policy: MultiFacePolicy | None = _POLICY
+
+
+class VerifyJSON(VerifyOptions):
+    image1: str = Field(description=_BASE64)
+    image2: str = Field(description=_BASE64)
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"image1": _B64_EXAMPLE, "image2": _B64_EXAMPLE}]}
+    )
+
+
+class VerifyResponse(BaseModel):
+    verified: bool
+    score: float = Field(description=SCORE_EXPLANATION)
+    threshold: float
+    score_type: str = SCORE_TYPE
+    score_explanation: str = SCORE_EXPLANATION
+    model: ModelInfo
+    faces: list[FaceOut] = Field(description="the face used from image1, then from image2")
+    timing_ms: TimingMs
+    request_id: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "verified": True,
+                    "score": 0.7314,
+                    "threshold": 0.4231,
+                    "score_type": SCORE_TYPE,
+                    "score_explanation": SCORE_EXPLANATION,
+                    "model": {"name": "facever", "version": "1.0.0"},
+                    "faces": [_FACE_EXAMPLE, {**_FACE_EXAMPLE, "image": "image2"}],
+                    "timing_ms": {"total": 61.2, "queue": 0.1, "decode": 1.2, "detect": 38.5, "embed": 20.3},
+                    "request_id": "6f1c2a9e0b7d4c55a1e2f3a4b5c6d7e8",
+                }
+            ]
+        }
+    )
+
+
+# -- identities ------------------------------------------------------------------------------------
+
+
+class IdentityCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "Ada Lovelace", "external_id": "employee-1815", "metadata": {"team": "analytics"}}
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=256)
+    external_id: str | None = Field(None, min_length=1, max_length=256, description="your own ID; unique")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="any JSON object, stored as given")
+
+
+class IdentityOut(BaseModel):
+    id: int
+    name: str
+    external_id: str | None
+    metadata: dict[str, Any]
+    face_count: int = Field(description="templates made by the current model (the ones that are compared)")
+    other_model_face_count: int = Field(
+        description="templates made by other models: never compared; enroll the faces again to use them"
+    )
+    created_at: datetime
+
+
+class FaceRecord(BaseModel):
+    id: int
+    model: ModelInfo
+    detection_score: float
+    created_at: datetime
+
+
+class IdentityDetail(IdentityOut):
+    faces: list[FaceRecord]
+
+
+class IdentityPage(BaseModel):
+    items: list[IdentityOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class EnrollOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    multi_face_policy: MultiFacePolicy | None = _POLICY
+
+
+class EnrollJSON(EnrollOptions):
+    images: list[str] = Field(min_length=1, description="one or more images, " + _BASE64)
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"images": [_B64_EXAMPLE]}]})
+
+
+class EnrollResult(BaseModel):
+    index: int = Field(description="position of the image in the request, from 0")
+    filename: str | None
+    accepted: bool
+    face_id: int | None = Field(None, description="the new template's id, when accepted")
+    face: FaceOut | None = None
+    error: ErrorBody | None = Field(None, description="why the image was rejected")
+
+
+class EnrollResponse(BaseModel):
+    identity_id: int
+    enrolled: int
+    rejected: int
+    face_count: int = Field(description="templates of the identity made by the current model, now")
+    results: list[EnrollResult]
+    model: ModelInfo
+    timing_ms: TimingMs
+    request_id: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "identity_id": 1,
+                    "enrolled": 1,
+                    "rejected": 1,
+                    "face_count": 3,
+                    "results": [
+                        {
+                            "index": 0,
+                            "filename": "ada1.jpg",
+                            "accepted": True,
+                            "face_id": 17,
+                            "face": {**_FACE_EXAMPLE, "image": "images[0]"},
+                        },
+                        {
+                            "index": 1,
+                            "filename": "cat.jpg",
+                            "accepted": False,
+                            "error": {"code": "no_face", "message": "no face was found in the image"},
+                        },
+                    ],
+                    "model": {"name": "facever", "version": "1.0.0"},
+                    "timing_ms": {"total": 120.4, "queue": 0.1, "decode": 2.3, "detect": 80.1, "embed": 30.2},
+                    "request_id": "6f1c2a9e0b7d4c55a1e2f3a4b5c6d7e8",
+                }
+            ]
+        }
+    )
+
+
+class ProbeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = _THRESHOLD
+    multi_face_policy: MultiFacePolicy | None = _POLICY
+
+
+class ProbeJSON(ProbeOptions):
+    image: str = Field(description=_BASE64)
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"image": _B64_EXAMPLE}]})
+
+
+class IdentityVerifyResponse(BaseModel):
+    verified: bool
+    score: float = Field(description=IDENTITY_SCORE_EXPLANATION)
+    threshold: float
+    score_type: str = SCORE_TYPE
+    score_explanation: str = IDENTITY_SCORE_EXPLANATION
+    identity: IdentityRef
+    best_face_id: int = Field(description="the template that matched best")
+    templates_compared: int
+    model: ModelInfo
+    face: FaceOut
+    timing_ms: TimingMs
+    request_id: str
+
+
+# -- identify --------------------------------------------------------------------------------------
+
+
+class IdentifyOptions(ProbeOptions):
+    top_k: int | None = Field(None, ge=1, le=100, description="most identities to return (default 5)")
+    include_below_threshold: bool = Field(
+        False, description="also list identities scoring under the threshold"
+    )
+
+
+class IdentifyJSON(IdentifyOptions):
+    image: str = Field(description=_BASE64)
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"image": _B64_EXAMPLE, "top_k": 3}]}
+    )
+
+
+class IdentifyMatch(BaseModel):
+    identity: IdentityRef
+    score: float
+    above_threshold: bool
+    face_id: int = Field(description="the identity's template that matched best")
+
+
+class IdentifyResponse(BaseModel):
+    matches: list[IdentifyMatch] = Field(description="best first")
+    threshold: float
+    score_type: str = SCORE_TYPE
+    score_explanation: str = IDENTIFY_SCORE_EXPLANATION
+    gallery_size: int = Field(description="templates of the current model searched")
+    model: ModelInfo
+    face: FaceOut
+    timing_ms: TimingMs
+    request_id: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "matches": [
+                        {
+                            "identity": {"id": 1, "name": "Ada Lovelace", "external_id": "employee-1815"},
+                            "score": 0.8123,
+                            "above_threshold": True,
+                            "face_id": 17,
+                        }
+                    ],
+                    "threshold": 0.4231,
+                    "score_type": SCORE_TYPE,
+                    "score_explanation": IDENTIFY_SCORE_EXPLANATION,
+                    "gallery_size": 1204,
+                    "model": {"name": "facever", "version": "1.0.0"},
+                    "face": {**_FACE_EXAMPLE, "image": "image"},
+                    "timing_ms": {
+                        "total": 70.3,
+                        "queue": 0.0,
+                        "decode": 1.1,
+                        "detect": 40.2,
+                        "embed": 20.0,
+                        "search": 0.4,
+                    },
+                    "request_id": "6f1c2a9e0b7d4c55a1e2f3a4b5c6d7e8",
+                }
+            ]
+        }
+    )
+
+
+# -- service ---------------------------------------------------------------------------------------
+
+
+class GalleryInfo(BaseModel):
+    templates: int = Field(description="templates of the current model held in memory for identify")
+    identities: int
+    version: int | None = Field(description="the gallery version this replica has applied")
+
+
+class Limits(BaseModel):
+    max_image_bytes: int
+    max_image_pixels: int
+    max_request_bytes: int
+    max_enroll_images: int
+
+
+class InfoResponse(BaseModel):
+    service: dict[str, str]
+    model: dict[str, Any] = Field(description="the model card")
+    threshold: float = Field(description="the decision threshold in use (cosine similarity)")
+    score_type: str = SCORE_TYPE
+    providers: list[str] = Field(description="onnxruntime execution providers in use, preferred first")
+    gallery: GalleryInfo
+    auth: str = Field(description="enabled or disabled")
+    warning: str | None = Field(None, description="set when something is unsafe, e.g. auth disabled")
+    multi_face_policy: MultiFacePolicy
+    inference_workers: int
+    limits: Limits
+    database: str = Field(description="the database backend: sqlite or postgresql")
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}

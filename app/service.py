@@ -1,0 +1,59 @@
+"""Everything a request needs, built once when the app starts and kept on ``app.state.service``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+from facever.app.analysis import FaceAnalyser
+from facever.app.core.config import Settings
+from facever.app.core.keys import Authenticator
+from facever.app.db.session import Database
+from facever.app.gallery import Gallery
+from facever.app.templates import ModelRef
+from facever.model.runtime import FacePipeline
+from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    database: Database
+    pipeline: FacePipeline
+    analyser: FaceAnalyser
+    gallery: Gallery
+    authenticator: Authenticator
+
+    @property
+    def model(self) -> ModelRef:
+        return ModelRef.of(self.pipeline.card)
+
+    @property
+    def dim(self) -> int:
+        return self.pipeline.card.embedding_size
+
+    @property
+    def threshold(self) -> float:
+        """The service's decision threshold: FACEVER_THRESHOLD, else the model card's."""
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        return self.pipeline.card.threshold
+
+    async def in_session(self, function: Callable[..., T], *args) -> T:
+        """Run ``function(session, *args)`` in a worker thread with a fresh database session."""
+
+        def work() -> T:
+            with self.database.sessions() as session:
+                return function(session, *args)
+
+        return await anyio.to_thread.run_sync(work)
+
+    async def sync_gallery(self) -> None:
+        await anyio.to_thread.run_sync(self.gallery.sync)
+
+    def session(self) -> Session:
+        return self.database.sessions()
