@@ -1,30 +1,39 @@
 # The two set-up commands of the README: `make run` and `make test`.
-# Each creates (or reuses) the virtual environment .venv with what it needs.
-PYTHON ?= python3
+# Each creates (or reuses) the virtual environment .venv with what it needs; Python >= 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# `make run HOST=0.0.0.0 PORT=9000`; unset, facever serve reads FACEVER_HOST / FACEVER_PORT
+# (default 127.0.0.1:8000).
+HOST ?=
+PORT ?=
+PIP_INSTALL := $(BIN)/python -m pip install --quiet
 
-.PHONY: run test serve-install dev-install lint
+.PHONY: run test lint
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "facever needs Python >= 3.11; '$(PYTHON)' is $$($(PYTHON) --version 2>&1). Try: make PYTHON=python3.11 ..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP_INSTALL) --upgrade pip
 
 # Service only: onnxruntime, no torch.
 $(VENV)/.serve: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[serve]'
+	@echo "installing facever[serve] into $(VENV) (the first time takes a minute or two)"
+	$(PIP_INSTALL) -e '.[serve]'
 	touch $@
 
-# Everything the tests need: the service, the trainer (torch CPU build) and the benchmark peer (dlib).
+# Everything the tests need: the service, the trainer (torch==2.13.*) and the benchmark peer (dlib).
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[serve,train,bench,dev]'
+	@echo "installing facever[serve,train,bench,dev] into $(VENV) (the first time takes several minutes)"
+	$(PIP_INSTALL) -e '.[serve,train,bench,dev]'
 	touch $@ $(VENV)/.serve
 
+# Local trial: no API keys needed unless FACEVER_AUTH is set (the service warns loudly about it).
 run: $(VENV)/.serve
-	FACEVER_AUTH=$${FACEVER_AUTH:-disabled} $(BIN)/facever serve --host $(HOST) --port $(PORT)
+	FACEVER_AUTH=$${FACEVER_AUTH:-disabled} $(BIN)/facever serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
+# pytest's exit code 5 (no tests collected) fails this target like any other failure.
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
