@@ -1,0 +1,66 @@
+"""Two app instances (replicas) on one database: what one enrolls or deletes, the other's identify
+sees after its next gallery poll (0.2 s in the tests, 0.5 s by default)."""
+
+from __future__ import annotations
+
+import time
+
+from service_samples import ADMIN, VERIFY, files, lfw
+
+# Generous, so that a loaded CI machine does not fail the test; a healthy replica needs one poll.
+PATIENCE_S = 10.0
+
+
+def wait_for(condition, patience: float = PATIENCE_S):
+    deadline = time.monotonic() + patience
+    while True:
+        result = condition()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
+def matched_ids(client, photo) -> set[int]:
+    response = client.post(
+        "/v1/identify",
+        files=files(image=lfw(*photo)),
+        data={"include_below_threshold": "true", "top_k": "100"},
+        headers=VERIFY,
+    )
+    assert response.status_code == 200, response.text
+    return {match["identity"]["id"] for match in response.json()["matches"]}
+
+
+def test_an_enrollment_on_one_replica_is_identified_on_the_other(database_url, start_app):
+    with start_app(database_url) as first, start_app(database_url) as second:
+        identity = first.post("/v1/identities", json={"name": "Colin Powell"}, headers=ADMIN).json()
+        probe = ("Colin_Powell", 4)
+        assert identity["id"] not in matched_ids(second, probe)
+
+        images = [("images", (f"{n}.jpg", lfw("Colin_Powell", n))) for n in (1, 2)]
+        enrolled = first.post(f"/v1/identities/{identity['id']}/faces", files=images, headers=ADMIN)
+        assert enrolled.status_code == 201, enrolled.text
+        assert identity["id"] in matched_ids(first, probe)  # the writer sees it at once
+        assert wait_for(lambda: identity["id"] in matched_ids(second, probe))
+        assert second.get("/v1/info", headers=VERIFY).json()["gallery"]["templates"] >= 2
+
+        # The other direction, for a deletion.
+        assert second.delete(f"/v1/identities/{identity['id']}", headers=ADMIN).status_code == 204
+        assert identity["id"] not in matched_ids(second, probe)
+        assert wait_for(lambda: identity["id"] not in matched_ids(first, probe))
+
+
+def test_replicas_agree_on_the_gallery_version(database_url, start_app):
+    with start_app(database_url) as first, start_app(database_url) as second:
+        identity = first.post("/v1/identities", json={"name": "Venus Williams"}, headers=ADMIN).json()
+        for n in (1, 2, 3):
+            image = {"images": (f"{n}.jpg", lfw("Venus_Williams", n))}
+            assert (
+                first.post(f"/v1/identities/{identity['id']}/faces", files=image, headers=ADMIN).status_code
+                == 201
+            )
+
+        def gallery(client):
+            return client.get("/v1/info", headers=VERIFY).json()["gallery"]
+
+        assert wait_for(lambda: gallery(second) == gallery(first))

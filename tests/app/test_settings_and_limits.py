@@ -1,0 +1,81 @@
+"""Settings defaults and environment parsing, and the inference concurrency limit."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import pytest
+from facever.app.analysis import FaceAnalyser
+from facever.app.core.config import Settings, shipped_model_dir
+from facever.app.errors import ApiError
+from facever.model.images import ImageLimits
+
+
+def test_defaults():
+    settings = Settings()
+    assert settings.database_url == "sqlite:///./facever.db"
+    assert settings.auth == "enabled"
+    assert settings.max_image_bytes == 10 * 1024 * 1024
+    assert settings.max_image_pixels == 40_000_000
+    assert settings.multi_face_policy == "largest"
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.resolved_model_dir == shipped_model_dir()
+    assert (shipped_model_dir() / "model_card.json").is_file()
+    assert settings.bootstrap_keys() == {"admin": [], "verify": []}
+
+
+def test_environment(monkeypatch):
+    monkeypatch.setenv("FACEVER_DATABASE_URL", "postgresql+psycopg://u@db/facever")
+    monkeypatch.setenv("FACEVER_AUTH", "disabled")
+    monkeypatch.setenv("FACEVER_API_KEYS_ADMIN", " fvk_a , fvk_b,")
+    monkeypatch.setenv("FACEVER_MULTI_FACE_POLICY", "single")
+    monkeypatch.setenv("FACEVER_INFERENCE_WORKERS", "3")
+    settings = Settings()
+    assert settings.database_url == "postgresql+psycopg://u@db/facever"
+    assert settings.auth == "disabled" and settings.multi_face_policy == "single"
+    assert settings.bootstrap_keys()["admin"] == ["fvk_a", "fvk_b"]
+    assert settings.resolved_inference_workers == 3
+    assert "fvk_a" not in repr(settings)  # keys are secrets: never shown
+
+
+@pytest.mark.parametrize(
+    "name, value", [("FACEVER_AUTH", "off"), ("FACEVER_DEVICE", "tpu"), ("FACEVER_PORT", "0")]
+)
+def test_invalid_environment_is_refused(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError):
+        Settings()
+
+
+def test_requests_beyond_the_queue_limit_are_refused_with_503(pipeline):
+    """One inference slot, one waiting request allowed: the third request at once gets 503."""
+
+    async def scenario() -> None:
+        analyser = FaceAnalyser(pipeline, ImageLimits(), workers=1, max_queue=1)
+        release = threading.Event()
+        started = threading.Event()
+
+        def slow() -> str:
+            started.set()
+            release.wait(10)
+            return "done"
+
+        results = []
+
+        async def call() -> None:
+            results.append(await analyser.run(slow))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            await anyio.to_thread.run_sync(started.wait, 10)
+            group.start_soon(call)
+            while analyser.limiter.statistics().tasks_waiting < 1:
+                await anyio.sleep(0.01)
+            with pytest.raises(ApiError) as refused:
+                await analyser.run(slow)
+            release.set()
+        assert refused.value.status == 503 and refused.value.code == "overloaded"
+        assert results == ["done", "done"]
+
+    anyio.run(scenario)
