@@ -4,7 +4,9 @@ sees after its next gallery poll (0.2 s in the tests, 0.5 s by default)."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+from facever.app import crud
 from service_samples import ADMIN, VERIFY, files, lfw
 
 # Generous, so that a loaded CI machine does not fail the test; a healthy replica needs one poll.
@@ -64,3 +66,33 @@ def test_replicas_agree_on_the_gallery_version(database_url, start_app):
             return client.get("/v1/info", headers=VERIFY).json()["gallery"]
 
         assert wait_for(lambda: gallery(second) == gallery(first))
+
+
+def test_concurrent_enrollments_on_two_replicas_all_land(database_url, start_app):
+    """Writers on both replicas at once: every template is stored once and both galleries agree."""
+    people = [("George_W_Bush", 10), ("Colin_Powell", 5), ("Serena_Williams", 3), ("Venus_Williams", 4)]
+    with start_app(database_url) as first, start_app(database_url) as second:
+        replicas = [first, second]
+
+        def enroll(job: int) -> tuple[int, int]:
+            client = replicas[job % 2]
+            person, number = people[job % len(people)]
+            identity = client.post("/v1/identities", json={"name": f"{person} {job}"}, headers=ADMIN).json()
+            images = [("images", (f"{n}.jpg", lfw(person, n))) for n in (number, number + 1)]
+            response = client.post(f"/v1/identities/{identity['id']}/faces", files=images, headers=ADMIN)
+            assert response.status_code == 201, response.text
+            return identity["id"], response.json()["enrolled"]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            enrolled = list(pool.map(enroll, range(8)))
+        assert all(count == 2 for _, count in enrolled)
+
+        def gallery(client):
+            return client.get("/v1/info", headers=VERIFY).json()["gallery"]
+
+        assert wait_for(lambda: gallery(first) == gallery(second))
+        service = first.app.state.service
+        with service.session() as session:
+            stored = crud.face_counts(session, [identity_id for identity_id, _ in enrolled], service.model)
+        assert all(current == 2 for current, _ in stored.values())
+        assert gallery(second)["templates"] >= 16
