@@ -108,7 +108,9 @@ class TimingMs(BaseModel):
     decode: float
     detect: float
     embed: float
-    search: float | None = Field(None, description="gallery search (identify only)")
+    search: float | None = Field(
+        None, description="gallery search (identify only)", exclude_if=lambda v: v is None
+    )
 
 
 class IdentityRef(BaseModel):

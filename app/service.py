@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import anyio
 from facever.app.analysis import FaceAnalyser
-from facever.app.core.config import Settings
+from facever.app.core.config import MultiFacePolicy, Settings
 from facever.app.core.keys import Authenticator
 from facever.app.db.session import Database
 from facever.app.gallery import Gallery
@@ -42,6 +42,12 @@ class Service:
         if self.settings.threshold is not None:
             return self.settings.threshold
         return self.pipeline.card.threshold
+
+    def threshold_for(self, requested: float | None) -> float:
+        return self.threshold if requested is None else requested
+
+    def policy_for(self, requested: MultiFacePolicy | None) -> MultiFacePolicy:
+        return requested or self.settings.multi_face_policy
 
     async def in_session(self, function: Callable[..., T], *args) -> T:
         """Run ``function(session, *args)`` in a worker thread with a fresh database session."""

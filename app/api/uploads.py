@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-O = TypeVar("O", bound=BaseModel)  # noqa: E741
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 _BINARY = {"type": "string", "format": "binary"}
 _FORM_FIELDS_MAX = 16
@@ -41,8 +41,12 @@ class ImageFields:
 
 
 async def read_image_request(
-    request: Request, fields: ImageFields, options_model: type[O], json_model: type[O], settings: Settings
-) -> tuple[list[Upload], O]:
+    request: Request,
+    fields: ImageFields,
+    options_model: type[OptionsT],
+    json_model: type[OptionsT],
+    settings: Settings,
+) -> tuple[list[Upload], OptionsT]:
     """The request's images (in field order; a repeated field's in the order sent) and its options."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
@@ -58,8 +62,8 @@ async def read_image_request(
 
 
 async def _read_multipart(
-    request: Request, fields: ImageFields, options_model: type[O], settings: Settings
-) -> tuple[list[Upload], O]:
+    request: Request, fields: ImageFields, options_model: type[OptionsT], settings: Settings
+) -> tuple[list[Upload], OptionsT]:
     max_files = settings.max_enroll_images + len(fields.single)
     try:
         form = await request.form(max_files=max_files, max_fields=_FORM_FIELDS_MAX)
@@ -98,8 +102,12 @@ async def _file_upload(label: str, name: str, value: Any) -> Upload:
 
 
 async def _read_json(
-    request: Request, fields: ImageFields, json_model: type[O], options_model: type[O], settings: Settings
-) -> tuple[list[Upload], O]:
+    request: Request,
+    fields: ImageFields,
+    json_model: type[OptionsT],
+    options_model: type[OptionsT],
+    settings: Settings,
+) -> tuple[list[Upload], OptionsT]:
     try:
         payload = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -142,7 +150,7 @@ def _base64_upload(label: str, text: str, settings: Settings) -> Upload:
     return Upload(label, None, data)
 
 
-def _validate(model: type[O], values: dict[str, Any]) -> O:
+def _validate(model: type[OptionsT], values: dict[str, Any]) -> OptionsT:
     try:
         return model.model_validate(values)
     except ValidationError as exc:

@@ -37,13 +37,11 @@ async def identify(request: Request, service: ServiceDep) -> IdentifyResponse:
     uploads, options = await read_image_request(
         request, FIELDS, IdentifyOptions, IdentifyJSON, service.settings
     )
-    analysis = await service.analyser.analyse(
-        uploads, options.multi_face_policy or service.settings.multi_face_policy
-    )
+    analysis = await service.analyser.analyse(uploads, service.policy_for(options.multi_face_policy))
     if error := first_error(analysis, uploads):
         raise error
     probe = analysis.results[0]
-    threshold = service.threshold if options.threshold is None else options.threshold
+    threshold = service.threshold_for(options.threshold)
     top_k = options.top_k or service.settings.default_top_k
     gallery_size = service.gallery.size
 

@@ -182,9 +182,7 @@ async def enroll_faces(
     uploads, options = await read_image_request(
         request, ENROLL_FIELDS, EnrollOptions, EnrollJSON, service.settings
     )
-    analysis = await service.analyser.analyse(
-        uploads, options.multi_face_policy or service.settings.multi_face_policy
-    )
+    analysis = await service.analyser.analyse(uploads, service.policy_for(options.multi_face_policy))
     accepted = [(i, r) for i, r in enumerate(analysis.results) if isinstance(r, AnalysedFace)]
     face_ids: dict[int, int] = {}
     if accepted:
@@ -241,15 +239,13 @@ async def verify_identity(identity_id: int, request: Request, service: ServiceDe
     uploads, options = await read_image_request(
         request, PROBE_FIELDS, ProbeOptions, ProbeJSON, service.settings
     )
-    analysis = await service.analyser.analyse(
-        uploads, options.multi_face_policy or service.settings.multi_face_policy
-    )
+    analysis = await service.analyser.analyse(uploads, service.policy_for(options.multi_face_policy))
     if error := first_error(analysis, uploads):
         raise error
     probe = analysis.results[0]
     scores = templates @ probe.embedding
     best = int(scores.argmax())
-    threshold = service.threshold if options.threshold is None else options.threshold
+    threshold = service.threshold_for(options.threshold)
     return IdentityVerifyResponse(
         verified=bool(scores[best] >= threshold),
         score=float(scores[best]),

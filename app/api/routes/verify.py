@@ -33,13 +33,12 @@ FIELDS = ImageFields(single=("image1", "image2"))
 async def verify(request: Request, service: ServiceDep) -> VerifyResponse:
     started = time.perf_counter()
     uploads, options = await read_image_request(request, FIELDS, VerifyOptions, VerifyJSON, service.settings)
-    policy = options.multi_face_policy or service.settings.multi_face_policy
-    analysis = await service.analyser.analyse(uploads, policy)
+    analysis = await service.analyser.analyse(uploads, service.policy_for(options.multi_face_policy))
     if error := first_error(analysis, uploads):
         raise error
     first, second = analysis.results
     score = float(first.embedding @ second.embedding)
-    threshold = service.threshold if options.threshold is None else options.threshold
+    threshold = service.threshold_for(options.threshold)
     return VerifyResponse(
         verified=score >= threshold,
         score=score,
