@@ -409,4 +409,4 @@ class InfoResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
-    checks: dict[str, str] = {}
+    checks: dict[str, str] | None = Field(None, exclude_if=lambda v: v is None)

@@ -159,6 +159,13 @@ def test_invalid_options(app, form):
     assert_error(verify_with(app, FACE, **form), 422, "invalid_request")
 
 
+def test_a_multipart_body_without_boundary(app):
+    response = app.post(
+        "/v1/verify", content=b"--x\r\n", headers={**VERIFY, "Content-Type": "multipart/form-data"}
+    )
+    assert_error(response, 400, "invalid_multipart")
+
+
 def test_an_unsupported_content_type(app):
     response = app.post("/v1/verify", content=FACE, headers={**VERIFY, "Content-Type": "image/jpeg"})
     assert_error(response, 415, "unsupported_media_type")
