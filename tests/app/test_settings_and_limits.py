@@ -79,3 +79,23 @@ def test_requests_beyond_the_queue_limit_are_refused_with_503(pipeline):
         assert results == ["done", "done"]
 
     anyio.run(scenario)
+
+
+def test_inference_runs_off_the_event_loop(sqlite_client):
+    """While an inference slot is busy, the event loop still answers other requests."""
+    analyser = sqlite_client.app.state.service.analyser
+    busy, release = threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        busy.set()
+        release.wait(30)
+
+    future = sqlite_client.portal.start_task_soon(analyser.run, occupy)
+    try:
+        assert busy.wait(10)
+        assert sqlite_client.get("/healthz").status_code == 200
+        assert sqlite_client.get("/readyz").status_code == 200
+        assert not future.done()
+    finally:
+        release.set()
+    future.result(timeout=10)
