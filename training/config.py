@@ -23,6 +23,7 @@ class DataConfig(Strict):
     test_folds: list[int] = [10]  # never seen: no image of their people is trained on or calibrated with
     calibration_folds: list[int] = [9]  # threshold calibration only
     crop_pad: int = 8  # margin around the aligned crop in the cache, for random shifts
+    max_train_people: int | None = None  # keep only the N people with most images (quick runs, tests)
 
 
 class NetworkConfig(Strict):
@@ -72,10 +73,11 @@ class OptimConfig(Strict):
 
 class RunConfig(Strict):
     seed: int = 0
+    init_from: str | None = None  # start from this checkpoint's network weights (fine-tuning)
     threads: int = 0  # torch intra-op threads (0 = all cores)
     log_every: int = 20
     checkpoint_every: int = 200
-    validate_every: int = 500  # steps; validation uses the calibration folds, never the test folds
+    validate_every: int = 500  # steps (0: never); validation uses the calibration folds, never the test folds
 
 
 class TrainConfig(Strict):

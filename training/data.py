@@ -34,8 +34,8 @@ def split_people(lfw: LFW, test_folds: list[int], calibration_folds: list[int]) 
     people = lfw.identities()
     return Split(
         train={p: keys for p, keys in people.items() if p not in test and p not in calibration},
-        calibration={p: people[p] for p in sorted(calibration)},
-        test={p: people[p] for p in sorted(test)},
+        calibration={p: people[p] for p in sorted(calibration) if p in people},
+        test={p: people[p] for p in sorted(test) if p in people},
     )
 
 

@@ -139,13 +139,19 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
 
     lfw = LFW(Path(config.data.lfw))
     split = split_people(lfw, config.data.test_folds, config.data.calibration_folds)
+    training_people = split.train
+    if config.data.max_train_people:
+        most = sorted(training_people, key=lambda p: (-len(training_people[p]), p))[: config.data.max_train_people]
+        training_people = {p: training_people[p] for p in sorted(most)}
+    validating = config.run.validate_every > 0
     size, pad = config.network.input_size, config.data.crop_pad
-    keys = {k: lfw.path(k) for people in (split.train, split.calibration) for v in people.values() for k in v}
+    needed = [training_people] + ([split.calibration] if validating else [])
+    keys = {k: lfw.path(k) for people in needed for v in people.values() for k in v}
     cache = crop_cache.load_or_build(keys, size, pad, Path(config.data.cache_dir))
     index = cache.index()
 
-    train_keys = [k for v in split.train.values() for k in v]
-    people = sorted(split.train)
+    train_keys = [k for v in training_people.values() for k in v]
+    people = sorted(training_people)
     person_label = {p: i for i, p in enumerate(people)}
     labels = np.array([person_label[k.split("/")[0]] for k in train_keys])
     crops = torch.from_numpy(cache.crops[[index[k] for k in train_keys]])
@@ -163,6 +169,9 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
 
     step, history = 0, []
     checkpoint_path = out_dir / CHECKPOINT
+    if config.run.init_from and not checkpoint_path.exists():
+        state = torch.load(config.run.init_from, map_location="cpu", weights_only=False)
+        model.load_state_dict(state.get("model", state))
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
@@ -200,7 +209,7 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
         seen += len(batch) * ddp.world
 
         if ddp.main:
-            record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **{k: float(v) for k, v in terms.items()}}
+            record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **{k: v.item() for k, v in terms.items()}}
             if step % config.run.log_every == 0 or step == total_steps:
                 record.update(pair_accuracy(features.detach(), batch_labels, config.loss.margin))
                 record["images_per_s"] = seen / (time.perf_counter() - started)
@@ -209,7 +218,7 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
                     pair_acc=f"{record['pair_accuracy']:.3f}",
                     img_s=f"{record['images_per_s']:.0f}",
                 )
-            if step % config.run.validate_every == 0 or step == total_steps:
+            if validating and (step % config.run.validate_every == 0 or step == total_steps):
                 record.update(validate(model, cache, index, calibration_pairs, size))
                 bar.write(f"step {step}: validation accuracy {record['val_accuracy']:.4f} auc {record['val_auc']:.4f}")
             history.append(record) if "val_accuracy" in record else None

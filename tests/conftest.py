@@ -1,0 +1,23 @@
+"""Shared test fixtures: the LFW copy beside the repository (../shared/data/lfw)."""
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LFW_ROOT = REPO.parent / "shared" / "data" / "lfw"
+
+
+@pytest.fixture(scope="session")
+def lfw_root() -> Path:
+    if not (LFW_ROOT / "pairs.txt").exists():
+        pytest.fail(f"LFW is expected at {LFW_ROOT} (../shared/data/lfw beside the repository)")
+    return LFW_ROOT
+
+
+@pytest.fixture(scope="session")
+def lfw_image(lfw_root):
+    def path(key: str) -> Path:
+        return lfw_root / "images" / f"{key}.jpg"
+
+    return path
