@@ -77,7 +77,7 @@ RUN extra=$([ "$FACEVER_VARIANT" = gpu ] && echo gpu || echo serve) \
  && test -f "$(/opt/facever/bin/python -c 'from facever.app.core.config import shipped_model_dir; print(shipped_model_dir() / "facever.onnx")')" \
  && ! /opt/facever/bin/python -c "import torch" 2>/dev/null \
  && find /opt/facever -depth \( -name __pycache__ -o -path '*/site-packages/*/tests' \) -exec rm -rf {} + \
- && /opt/facever/bin/python -B -c "import facever.app.main, cv2, numpy, onnxruntime; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
+ && /opt/facever/bin/python -B -c "import facever.app.main, numpy, onnxruntime; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
 
 # ---------------------------------------------------------------------------------------------
 # Runtime stage: the base image, the virtual environment, an unprivileged user.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+from PIL import Image
 
 # Eye centres, nose tip and mouth corners in a 112x112 crop (the widely used ArcFace layout).
 TEMPLATE_112 = np.array(
@@ -25,7 +25,7 @@ def template(size: int, pad: int = 0) -> np.ndarray:
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least-squares rotation + uniform scale + translation taking ``source`` points onto ``target``
-    (Umeyama 1991). Returns the 2x3 matrix for cv2.warpAffine."""
+    (Umeyama 1991). Returns the 2x3 matrix taking source pixel coordinates to target ones."""
     source = np.asarray(source, np.float64)
     target = np.asarray(target, np.float64)
     source_mean, target_mean = source.mean(0), target.mean(0)
@@ -43,12 +43,25 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def align(image: np.ndarray, landmarks: np.ndarray, size: int, pad: int = 0) -> np.ndarray:
     """Warp ``image`` so that ``landmarks`` land on the template; returns a (size + 2*pad)^2 crop."""
+    landmarks = np.asarray(landmarks, np.float64)
+    picture = Image.fromarray(image)
     matrix = similarity_transform(landmarks, template(size, pad))
     scale = float(np.hypot(*matrix[:, 0]))
     if scale < 0.5:
-        # warpAffine samples without anti-aliasing: shrink large faces with INTER_AREA first.
-        factor = min(1.0, 2.0 * scale)
-        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-        matrix = similarity_transform(np.asarray(landmarks) * factor, template(size, pad))
+        # Bilinear sampling does not anti-alias: shrink large faces with a box filter first.
+        factor = 2.0 * scale
+        width, height = picture.size
+        shrunk = (max(1, round(width * factor)), max(1, round(height * factor)))
+        picture = picture.resize(shrunk, Image.BOX)
+        landmarks = (landmarks + 0.5) * (np.array(shrunk) / (width, height)) - 0.5
+        matrix = similarity_transform(landmarks, template(size, pad))
     side = size + 2 * pad
-    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(picture.transform((side, side), Image.AFFINE, _pil_affine(matrix), resample=Image.BILINEAR))
+
+
+def _pil_affine(matrix: np.ndarray) -> tuple[float, ...]:
+    """PIL's AFFINE data maps output to input with pixel centres at +0.5; ours maps input to output
+    with centres at integers. Invert, and move between the two conventions."""
+    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    (a, b, c), (d, e, f) = inverse
+    return (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))

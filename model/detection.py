@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import importlib.util
 from pathlib import Path
 
-import cv2
 import numpy as np
+from PIL import Image
 
 from facever.model.onnx_session import create_session
 
@@ -70,9 +70,8 @@ class FaceDetector:
         height, width = image.shape
         shrink = min(1.0, self.config.max_side / max(height, width))
         if shrink < 1.0:
-            # max(1, ...): a very long, thin image must not shrink to zero pixels (cv2 rejects that).
-            size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            # max(1, ...): a very long, thin image must not shrink to zero pixels.
+            image = _resize(image, (max(1, round(width * shrink)), max(1, round(height * shrink))))
 
         boxes = self._propose(image)
         if len(boxes):
@@ -101,9 +100,7 @@ class FaceDetector:
         smallest = min(height, width) * scale
         candidates = []
         while smallest >= 12:
-            scaled = cv2.resize(
-                image, (int(np.ceil(width * scale)), int(np.ceil(height * scale))), interpolation=cv2.INTER_AREA
-            )
+            scaled = _resize(image, (int(np.ceil(width * scale)), int(np.ceil(height * scale))))
             # The MTCNN weights were trained on transposed images (x and y swapped).
             regression, probability = self._pnet.run(None, {"input_1": _network_input(scaled.T[None])})
             heat = probability[0, :, :, 1].T
@@ -183,20 +180,20 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return boxes
 
 
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-averaging resize of a uint8 grey image to (width, height)."""
+    return np.asarray(Image.fromarray(image).resize(size, Image.BOX))
+
+
 def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """Square crops of ``boxes`` (black outside the image) at size x size, transposed, as network input."""
-    height, width = image.shape
+    picture = Image.fromarray(image)
     out = np.zeros((len(boxes), size, size), np.uint8)
     for i, (x1, y1, x2, y2) in enumerate(np.fix(boxes[:, :4]).astype(int)):
-        sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2 + 1, width), min(y2 + 1, height)
-        if sx2 <= sx1 or sy2 <= sy1:
+        if x2 < x1 or y2 < y1:
             continue
-        patch = image[sy1:sy2, sx1:sx2]
-        if (sx1, sy1, sx2, sy2) != (x1, y1, x2 + 1, y2 + 1):
-            patch = cv2.copyMakeBorder(
-                patch, sy1 - y1, y2 + 1 - sy2, sx1 - x1, x2 + 1 - sx2, cv2.BORDER_CONSTANT, value=0
-            )
-        out[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+        # PIL fills the part of a crop outside the image with zeros.
+        out[i] = np.asarray(picture.crop((x1, y1, x2 + 1, y2 + 1)).resize((size, size), Image.BOX))
     return _network_input(out.transpose(0, 2, 1))
 
 

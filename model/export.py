@@ -1,4 +1,4 @@
-"""Export a trained network to ONNX (opset 17, dynamic batch axis)."""
+"""Export a trained network to ONNX (opset 18, dynamic batch axis) with PyTorch's dynamo exporter."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from facever.model.card import ONNX_FILE
 from facever.model.network import EmbeddingNet
 
-OPSET = 17
+OPSET = 18
 INPUT_NAME = "image"
 OUTPUT_NAME = "embedding"
 
@@ -27,8 +27,10 @@ def export_onnx(model: EmbeddingNet, out_dir: str | Path) -> Path:
         str(path),
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        dynamic_shapes={"pixels": {0: torch.export.Dim("batch")}},
         opset_version=OPSET,
-        dynamo=False,
+        dynamo=True,
+        external_data=False,  # one self-contained file
+        verbose=False,
     )
     return path

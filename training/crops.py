@@ -57,7 +57,7 @@ def load_or_build(
 ) -> CropCache:
     """Aligned crops for every key in ``paths``, read from ``cache_dir`` when already built."""
     keys = sorted(paths)
-    recipe = {"keys": keys, "size": size, "pad": pad, "detector": asdict(detector), "version": 1}
+    recipe = {"keys": keys, "size": size, "pad": pad, "detector": asdict(detector), "version": 2}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     cache_file = Path(cache_dir) / f"crops-{size}-{pad}-{digest}.npz"
     if cache_file.exists():
