@@ -36,8 +36,8 @@ def _clean_environment() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def pipeline() -> FacePipeline:
-    """The shipped model, loaded once for every app of the session."""
-    return FacePipeline(shipped_model_dir(), device="auto")
+    """The shipped model (or FACEVER_TEST_MODEL_DIR, to try a candidate), loaded once for every app."""
+    return FacePipeline(os.environ.get("FACEVER_TEST_MODEL_DIR") or shipped_model_dir(), device="auto")
 
 
 # -- databases -------------------------------------------------------------------------------------
