@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import anyio
@@ -90,17 +90,17 @@ class FaceAnalyser:
     def _analyse(self, uploads: Sequence[Upload], policy: MultiFacePolicy, queued: float) -> Analysis:
         timings = Timings(queue=time.perf_counter() - queued)
         metrics.INFERENCE_WAIT_SECONDS.observe(timings.queue)
-        results: list[AnalysedFace | ImageError | None] = []
-        found: list[tuple[int, DetectedFace, int, int, int]] = []  # (result index, face, count, w, h)
+        results: list[AnalysedFace | ImageError] = []
+        pending: list[int] = []  # indices of results still waiting for their embedding
         crops = []
-        for index, upload in enumerate(uploads):
+        for upload in uploads:
             try:
-                face, count, width, height, crop = self._detect(upload, policy, timings)
+                face, crop = self._detect(upload, policy, timings)
             except ImageError as error:
                 results.append(error)
                 continue
-            results.append(None)
-            found.append((index, face, count, width, height))
+            pending.append(len(results))
+            results.append(face)
             crops.append(crop)
         if crops:
             start = time.perf_counter()
@@ -108,11 +108,14 @@ class FaceAnalyser:
             timings.embed = time.perf_counter() - start
             metrics.INFERENCE_SECONDS.labels("embed").observe(timings.embed)
             metrics.FACES_EMBEDDED.inc(len(crops))
-            for (index, face, count, width, height), embedding in zip(found, embeddings, strict=True):
-                results[index] = AnalysedFace(embedding, face, count, width, height)
+            for index, embedding in zip(pending, embeddings, strict=True):
+                results[index] = replace(results[index], embedding=embedding)
         return Analysis(results, timings)
 
-    def _detect(self, upload: Upload, policy: MultiFacePolicy, timings: Timings):
+    def _detect(
+        self, upload: Upload, policy: MultiFacePolicy, timings: Timings
+    ) -> tuple[AnalysedFace, np.ndarray]:
+        """The chosen face (its embedding still empty) and its aligned crop, or ImageError."""
         if upload.error is not None:
             raise upload.error
         start = time.perf_counter()
@@ -133,7 +136,8 @@ class FaceAnalyser:
                 "send an image with one face, or use the policy 'largest'",
             )
         height, width = image.shape
-        return faces[0], len(faces), width, height, self.pipeline.crop(image, faces[0])
+        chosen = AnalysedFace(np.empty(0, np.float32), faces[0], len(faces), width, height)
+        return chosen, self.pipeline.crop(image, faces[0])
 
 
 def first_error(analysis: Analysis, uploads: Sequence[Upload]) -> ApiError | None:
