@@ -30,7 +30,9 @@ def _logging() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="address to listen on (default: FACEVER_HOST or 127.0.0.1)")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on (default: FACEVER_HOST or 127.0.0.1)")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="port (default: FACEVER_PORT or 8000)")] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
 ) -> None:
@@ -43,7 +45,9 @@ def serve(
 @app.command()
 def train(
     config: Annotated[Path, typer.Option(help="experiment YAML (e.g. training/configs/shipped.yaml)")],
-    out: Annotated[Path, typer.Option(help="run folder: checkpoint, log, exported model")] = Path("runs/latest"),
+    out: Annotated[Path, typer.Option(help="run folder: checkpoint, log, exported model")] = Path(
+        "runs/latest"
+    ),
     max_steps: Annotated[int | None, typer.Option(help="stop after this many steps (smoke runs)")] = None,
     evaluate: Annotated[bool, typer.Option(help="evaluate the exported model on the test folds")] = True,
 ) -> None:
@@ -98,9 +102,13 @@ def export(
 
 @eval_app.command("lfw")
 def eval_lfw(
-    model: Annotated[Path, typer.Option(help="model folder (facever.onnx + model_card.json)")] = Path("model/default"),
+    model: Annotated[Path, typer.Option(help="model folder (facever.onnx + model_card.json)")] = Path(
+        "model/default"
+    ),
     data: Annotated[Path, typer.Option(help="LFW folder with images/ and pairs.txt")] = DEFAULT_DATA,
-    fold: Annotated[list[int] | None, typer.Option(help="fold(s) to test; default: the card's test folds")] = None,
+    fold: Annotated[
+        list[int] | None, typer.Option(help="fold(s) to test; default: the card's test folds")
+    ] = None,
     include_seen: Annotated[bool, typer.Option(help="allow folds the model saw (not a test result)")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
     report: Annotated[Path | None, typer.Option(help="folder for roc.png and scores.png")] = None,

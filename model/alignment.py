@@ -56,7 +56,9 @@ def align(image: np.ndarray, landmarks: np.ndarray, size: int, pad: int = 0) -> 
         landmarks = (landmarks + 0.5) * (np.array(shrunk) / (width, height)) - 0.5
         matrix = similarity_transform(landmarks, template(size, pad))
     side = size + 2 * pad
-    return np.asarray(picture.transform((side, side), Image.AFFINE, _pil_affine(matrix), resample=Image.BILINEAR))
+    return np.asarray(
+        picture.transform((side, side), Image.AFFINE, _pil_affine(matrix), resample=Image.BILINEAR)
+    )
 
 
 def _pil_affine(matrix: np.ndarray) -> tuple[float, ...]:

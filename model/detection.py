@@ -8,8 +8,8 @@ suppression between the stages. Every face comes with its box, five landmarks an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +86,7 @@ class FaceDetector:
                 landmarks=(pts.reshape(2, 5).T / shrink).astype(np.float32),
                 score=float(box[4]),
             )
-            for box, pts in zip(boxes, points)
+            for box, pts in zip(boxes, points, strict=False)
         ]
         faces.sort(key=lambda face: face.area, reverse=True)
         return faces

@@ -11,7 +11,9 @@ from facever.model.onnx_session import create_session
 
 
 class Embedder:
-    def __init__(self, model_dir: str | Path, device: str = "auto", threads: int = 0, card: ModelCard | None = None):
+    def __init__(
+        self, model_dir: str | Path, device: str = "auto", threads: int = 0, card: ModelCard | None = None
+    ):
         self.model_dir = Path(model_dir)
         self.card = card or ModelCard.load(self.model_dir)
         self.session = create_session(self.model_dir / ONNX_FILE, device, threads)

@@ -15,7 +15,7 @@ OUTPUT_NAME = "embedding"
 
 
 def export_onnx(model: EmbeddingNet, out_dir: str | Path) -> Path:
-    """Write ``facever.onnx``: input "image" (N, 1, S, S) raw pixels, output "embedding" (N, D) unit vectors."""
+    """Write ``facever.onnx``: input "image" (N, 1, S, S) raw pixels -> "embedding" (N, D) unit vectors."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / ONNX_FILE

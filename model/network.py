@@ -53,10 +53,12 @@ class EmbeddingNet(nn.Module):
             raise ValueError(f"input_size must be a multiple of {downsample}")
         self.input_size = input_size
         self.embedding_size = embedding_size
-        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.PReLU(widths[0]))
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.PReLU(widths[0])
+        )
         stages = []
         channels = widths[0]
-        for width, count in zip(widths, blocks):
+        for width, count in zip(widths, blocks, strict=False):
             layers = [ResidualBlock(channels, width, 2)]
             layers += [ResidualBlock(width, width, 1) for _ in range(count - 1)]
             stages.append(nn.Sequential(*layers))

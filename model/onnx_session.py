@@ -39,5 +39,7 @@ def create_session(path: str | Path, device: str = "auto", threads: int = 0) -> 
     requested = preferred_providers(device)
     if requested[0] == GPU_PROVIDER and session.get_providers()[0] != GPU_PROVIDER:
         # onnxruntime falls back to CPU silently when the CUDA libraries fail to load: say it loudly.
-        log.warning("CUDAExecutionProvider was available but did not load for %s; running on CPU", Path(path).name)
+        log.warning(
+            "CUDAExecutionProvider was available but did not load for %s; running on CPU", Path(path).name
+        )
     return session

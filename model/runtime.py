@@ -44,12 +44,16 @@ class FacePipeline:
         model_dir: str | Path,
         device: str = "auto",
         threads: int = 0,
-        detector_config: DetectorConfig = DetectorConfig(),
+        detector_config: DetectorConfig | None = None,
     ):
         self.card = ModelCard.load(model_dir)
-        if not np.allclose(self.card.alignment.template, TEMPLATE_112 * self.card.input.size / 112, atol=1e-3):
-            raise ValueError(f"{model_dir}: the model card's alignment template is not the one this runtime uses")
-        self.detector = FaceDetector(detector_config, device, threads)
+        if not np.allclose(
+            self.card.alignment.template, TEMPLATE_112 * self.card.input.size / 112, atol=1e-3
+        ):
+            raise ValueError(
+                f"{model_dir}: the model card's alignment template is not the one this runtime uses"
+            )
+        self.detector = FaceDetector(detector_config or DetectorConfig(), device, threads)
         self.embedder = Embedder(model_dir, device, threads, card=self.card)
         log.info(
             "model %s %s loaded from %s; execution providers: %s",

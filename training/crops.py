@@ -52,10 +52,11 @@ def load_or_build(
     size: int,
     pad: int,
     cache_dir: Path,
-    detector: DetectorConfig = DetectorConfig(),
+    detector: DetectorConfig | None = None,
     workers: int | None = None,
 ) -> CropCache:
     """Aligned crops for every key in ``paths``, read from ``cache_dir`` when already built."""
+    detector = detector or DetectorConfig()
     keys = sorted(paths)
     recipe = {"keys": keys, "size": size, "pad": pad, "detector": asdict(detector), "version": 2}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]

@@ -76,7 +76,9 @@ def centre_crop(crops: torch.Tensor, size: int) -> torch.Tensor:
     return crops[:, None, pad : pad + size, pad : pad + size].float()
 
 
-def augment(crops: torch.Tensor, size: int, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+def augment(
+    crops: torch.Tensor, size: int, config: AugmentConfig, generator: torch.Generator
+) -> torch.Tensor:
     """Random flip, shift, scale and rotation (one affine resample of the padded crop), then
     brightness, contrast and occasional blur. (N, side, side) uint8 -> (N, 1, size, size) float."""
     n, side = crops.shape[0], crops.shape[-1]
@@ -94,7 +96,9 @@ def augment(crops: torch.Tensor, size: int, config: AugmentConfig, generator: to
         [torch.stack([cos * flip, -sin, shift_x], 1), torch.stack([sin * flip, cos, shift_y], 1)], 1
     )
     grid = F.affine_grid(theta, (n, 1, size, size), align_corners=False)
-    pixels = F.grid_sample(crops[:, None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    pixels = F.grid_sample(
+        crops[:, None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
 
     contrast = uniform(1 - config.contrast, 1 + config.contrast).view(n, 1, 1, 1)
     brightness = uniform(-config.brightness, config.brightness).view(n, 1, 1, 1) * 128

@@ -28,11 +28,15 @@ def embed_images(pipeline: FacePipeline, paths: dict[str, Path], cache_dir: Path
     """{"embeddings": {key: vector}, "found": {key: bool}} for every image, cached per model file."""
     cache_file = None
     if cache_dir is not None:
-        model_hash = hashlib.sha256((pipeline.embedder.model_dir / ONNX_FILE).read_bytes()).hexdigest()[:16]
-        cache_file = Path(cache_dir) / f"embeddings-{model_hash}.npz"
+        # what decides an embedding: the network, its card (e.g. flip averaging) and the detector
+        recipe = hashlib.sha256((pipeline.embedder.model_dir / ONNX_FILE).read_bytes())
+        recipe.update(pipeline.card.model_dump_json(include={"input", "alignment", "flip_test_time"}).encode())
+        recipe.update(repr(pipeline.detector.config).encode())
+        cache_file = Path(cache_dir) / f"embeddings-{recipe.hexdigest()[:16]}.npz"
         if cache_file.exists():
             data = np.load(cache_file)
-            cached = dict(zip(data["keys"].tolist(), zip(data["embeddings"], data["found"])))
+            rows = zip(data["embeddings"], data["found"], strict=True)
+            cached = dict(zip(data["keys"].tolist(), rows, strict=True))
             if all(k in cached for k in paths):
                 return {
                     "embeddings": {k: cached[k][0] for k in paths},
@@ -54,7 +58,9 @@ def embed_images(pipeline: FacePipeline, paths: dict[str, Path], cache_dir: Path
     return {"embeddings": embeddings, "found": found}
 
 
-def pair_arrays(pairs: list[Pair], embeddings: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pair_arrays(
+    pairs: list[Pair], embeddings: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cosine similarities, same-person flags and folds of ``pairs``."""
     first = np.stack([embeddings[p.first] for p in pairs])
     second = np.stack([embeddings[p.second] for p in pairs])
@@ -63,7 +69,11 @@ def pair_arrays(pairs: list[Pair], embeddings: dict[str, np.ndarray]) -> tuple[n
 
 
 def verification_report(
-    scores: np.ndarray, same: np.ndarray, folds: np.ndarray, evaluate: list[int], model_threshold: float | None
+    scores: np.ndarray,
+    same: np.ndarray,
+    folds: np.ndarray,
+    evaluate: list[int],
+    model_threshold: float | None,
 ) -> dict:
     """Every figure of the LFW report for the folds in ``evaluate`` (thresholds per the protocol)."""
     tested = np.isin(folds, evaluate)
@@ -74,13 +84,17 @@ def verification_report(
         "per_fold": {str(k): v for k, v in ten_fold["per_fold"].items()},
         "auc": protocol.auc(scores[tested], same[tested]),
         "eer": protocol.eer(scores[tested], same[tested]),
-        "tar_at_far": {name: protocol.tar_at_far(scores[tested], same[tested], far)[0] for name, far in FARS.items()},
+        "tar_at_far": {
+            name: protocol.tar_at_far(scores[tested], same[tested], far)[0] for name, far in FARS.items()
+        },
         "n_pairs": int(tested.sum()),
         "folds": sorted(evaluate),
     }
     if model_threshold is not None:
         report["model_threshold"] = model_threshold
-        report["accuracy_at_model_threshold"] = protocol.accuracy_at(scores[tested], same[tested], model_threshold)
+        report["accuracy_at_model_threshold"] = protocol.accuracy_at(
+            scores[tested], same[tested], model_threshold
+        )
     return report
 
 
@@ -133,7 +147,13 @@ def write_plots(scores: np.ndarray, same: np.ndarray, threshold: float, report_d
     fpr, tpr, _ = roc_curve(same, scores)
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.semilogx(np.maximum(fpr, 1e-4), tpr)
-    ax.set(xlabel="false accept rate", ylabel="true accept rate", title="ROC, LFW pairs", xlim=(1e-4, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="false accept rate",
+        ylabel="true accept rate",
+        title="ROC, LFW pairs",
+        xlim=(1e-4, 1),
+        ylim=(0, 1.01),
+    )
     ax.grid(True, which="both", alpha=0.3)
     roc_path = report_dir / "roc.png"
     fig.savefig(roc_path, dpi=120, bbox_inches="tight")
@@ -166,10 +186,12 @@ def format_report(report: dict) -> str:
     lines += [
         f"ROC AUC                      {report['auc']:.4f}",
         f"EER                          {report['eer']:.4f}",
-        f"TAR @ FAR 1e-3 / 1e-2        {report['tar_at_far']['1e-3']:.4f} / {report['tar_at_far']['1e-2']:.4f}",
+        "TAR @ FAR 1e-3 / 1e-2        {:.4f} / {:.4f}".format(*report["tar_at_far"].values()),
     ]
     if report["seen_folds_included"]:
-        lines.append(f"WARNING: folds {report['seen_folds_included']} were seen in training: not a test result")
+        lines.append(
+            f"WARNING: folds {report['seen_folds_included']} were seen in training: not a test result"
+        )
     return "\n".join(lines)
 
 

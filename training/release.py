@@ -23,7 +23,9 @@ from facever.training.lfw import LFW
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -50,7 +52,7 @@ def release(checkpoint: Path, out_dir: Path, data: Path | None = None, threads: 
     card = ModelCard(
         name=config.name,
         version=config.version,
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         input=InputSpec(size=size),
         alignment=AlignmentSpec(template=np.round(template(size), 4).tolist()),
         embedding_size=config.network.embedding_size,
@@ -58,8 +60,10 @@ def release(checkpoint: Path, out_dir: Path, data: Path | None = None, threads: 
         thresholds=Thresholds(best_accuracy=0.0, far_1e_3=0.0, far_1e_2=0.0),
         data={
             "dataset": "LFW (grayscale copy), ../shared/data/lfw",
-            "train_folds": sorted(all_folds - set(config.data.test_folds) - set(config.data.calibration_folds)),
-            "train_note": "training used every person in no test or calibration fold, incl. people in no fold",
+            "train_folds": sorted(
+                all_folds - set(config.data.test_folds) - set(config.data.calibration_folds)
+            ),
+            "train_note": "every person in no test or calibration fold, people in no fold included",
             "calibration_folds": config.data.calibration_folds,
             "test_folds": config.data.test_folds,
             **split.describe(),

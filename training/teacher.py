@@ -36,7 +36,9 @@ class DlibPeer:
         self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.shapes = dlib.shape_predictor(str(models_dir() / "shape_predictor_5_face_landmarks.dat"))
-        self.encoder = dlib.face_recognition_model_v1(str(models_dir() / "dlib_face_recognition_resnet_model_v1.dat"))
+        self.encoder = dlib.face_recognition_model_v1(
+            str(models_dir() / "dlib_face_recognition_resnet_model_v1.dat")
+        )
 
     def detect(self, rgb: np.ndarray) -> list:
         rects = list(self.detector(rgb, RECIPE["upsample"]))
@@ -84,7 +86,9 @@ def load_or_build(paths: dict[str, Path], cache_dir: Path, workers: int | None =
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
         jobs = [str(paths[key]) for key in keys]
-        results = list(tqdm(pool.map(_embed_one, jobs, chunksize=16), total=len(jobs), desc="dlib", unit="img"))
+        results = list(
+            tqdm(pool.map(_embed_one, jobs, chunksize=16), total=len(jobs), desc="dlib", unit="img")
+        )
     embeddings = np.stack([r[0] for r in results])
     found = np.array([r[1] for r in results])
     cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,10 @@ def learning_rate(step: int, total: int, config: TrainConfig) -> float:
 @torch.no_grad()
 def embed_crops(model: EmbeddingNet, crops: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
     model.eval()
-    out = [model(centre_crop(torch.from_numpy(crops[i : i + batch]), size)).numpy() for i in range(0, len(crops), batch)]
+    out = [
+        model(centre_crop(torch.from_numpy(crops[i : i + batch]), size)).numpy()
+        for i in range(0, len(crops), batch)
+    ]
     model.train()
     return np.concatenate(out)
 
@@ -117,7 +120,9 @@ class Distributed:
             dist.init_process_group(backend)
             if torch.cuda.is_available():
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        self.device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(
+            f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+        )
 
     @property
     def main(self) -> bool:
@@ -141,7 +146,9 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
     split = split_people(lfw, config.data.test_folds, config.data.calibration_folds)
     training_people = split.train
     if config.data.max_train_people:
-        most = sorted(training_people, key=lambda p: (-len(training_people[p]), p))[: config.data.max_train_people]
+        most = sorted(training_people, key=lambda p: (-len(training_people[p]), p))[
+            : config.data.max_train_people
+        ]
         training_people = {p: training_people[p] for p in sorted(most)}
     validating = config.run.validate_every > 0
     size, pad = config.network.input_size, config.data.crop_pad
@@ -185,7 +192,9 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
 
     generator = torch.Generator().manual_seed(config.run.seed * 7919 + step + ddp.rank)
     log_file = (out_dir / "log.jsonl").open("a") if ddp.main else None
-    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not ddp.main, dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps, initial=step, desc="train", unit="step", disable=not ddp.main, dynamic_ncols=True
+    )
     started, seen = time.perf_counter(), 0
     model.train()
     while step < total_steps:
@@ -209,7 +218,11 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
         seen += len(batch) * ddp.world
 
         if ddp.main:
-            record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **{k: v.item() for k, v in terms.items()}}
+            record = {
+                "step": step,
+                "lr": optimizer.param_groups[0]["lr"],
+                **{k: v.item() for k, v in terms.items()},
+            }
             if step % config.run.log_every == 0 or step == total_steps:
                 record.update(pair_accuracy(features.detach(), batch_labels, config.loss.margin))
                 record["images_per_s"] = seen / (time.perf_counter() - started)
@@ -220,7 +233,8 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
                 )
             if validating and (step % config.run.validate_every == 0 or step == total_steps):
                 record.update(validate(model, cache, index, calibration_pairs, size))
-                bar.write(f"step {step}: validation accuracy {record['val_accuracy']:.4f} auc {record['val_auc']:.4f}")
+                accuracy, auc = record["val_accuracy"], record["val_auc"]
+                bar.write(f"step {step}: validation accuracy {accuracy:.4f} auc {auc:.4f}")
             history.append(record) if "val_accuracy" in record else None
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
@@ -281,4 +295,3 @@ def load_teacher(config: TrainConfig, lfw: LFW, train_keys: list[str]) -> np.nda
     embeddings[~cached["found"]] = np.nan
     position = {k: i for i, k in enumerate(cached["keys"])}
     return embeddings[[position[k] for k in train_keys]]
-

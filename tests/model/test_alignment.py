@@ -6,7 +6,11 @@ from facever.model.alignment import align, similarity_transform, template
 from facever.model.detection import DetectorConfig, FaceDetector
 from facever.model.images import read_image
 
-FACES = ["Aaron_Eckhart/Aaron_Eckhart_0001", "Serena_Williams/Serena_Williams_0003", "Colin_Powell/Colin_Powell_0005"]
+FACES = [
+    "Aaron_Eckhart/Aaron_Eckhart_0001",
+    "Serena_Williams/Serena_Williams_0003",
+    "Colin_Powell/Colin_Powell_0005",
+]
 
 
 @pytest.fixture(scope="module")

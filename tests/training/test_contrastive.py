@@ -24,7 +24,9 @@ def test_different_people_at_or_beyond_the_margin_cost_nothing():
     terms = contrastive_terms(distance, torch.ones(3), margin=1.0)
     assert torch.equal(terms, torch.zeros(3))
     # just inside the margin the cost is tiny but not zero
-    assert contrastive_terms(torch.tensor([0.99]), torch.ones(1), margin=1.0).item() == pytest.approx(0.5 * 0.01**2, rel=1e-3)
+    assert contrastive_terms(torch.tensor([0.99]), torch.ones(1), margin=1.0).item() == pytest.approx(
+        0.5 * 0.01**2, rel=1e-3
+    )
 
 
 def test_gradients_pull_same_people_together_and_push_different_apart():

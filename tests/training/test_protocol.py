@@ -65,4 +65,8 @@ def test_calibration_thresholds_hit_their_false_accept_rates():
         accepted = np.mean(impostor >= result["thresholds"][name])
         assert accepted <= far
         assert accepted > far * 0.9
-    assert result["thresholds"]["far_1e-3"] > result["thresholds"]["far_1e-2"] > result["thresholds"]["best_accuracy"]
+    assert (
+        result["thresholds"]["far_1e-3"]
+        > result["thresholds"]["far_1e-2"]
+        > result["thresholds"]["best_accuracy"]
+    )

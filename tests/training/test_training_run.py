@@ -66,7 +66,8 @@ def test_contrastive_training_shrinks_same_and_grows_different_distances(small_l
     after.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
     same_after, different_after = mean_distances(after, cache.crops, labels, 32)
 
-    moves = f"same {same_before:.3f} -> {same_after:.3f}, different {different_before:.3f} -> {different_after:.3f}"
+    moves = f"same {same_before:.3f} -> {same_after:.3f}, "
+    moves += f"different {different_before:.3f} -> {different_after:.3f}"
     assert same_after < same_before, moves
     assert different_after > different_before, moves
     assert different_after - same_after > 0.3, moves

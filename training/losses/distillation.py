@@ -28,6 +28,8 @@ class DistillationLoss(nn.Module):
         teacher = F.normalize(teacher[known], dim=1)
         if self.mode == "embedding":
             if student.shape[1] != teacher.shape[1]:
-                raise ValueError("embedding distillation needs the student's size to equal the teacher's (128)")
+                raise ValueError(
+                    "embedding distillation needs the student's size to equal the teacher's (128)"
+                )
             return (1 - (student * teacher).sum(1)).mean()
         return F.mse_loss(student @ student.T, teacher @ teacher.T)
