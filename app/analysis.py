@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import anyio
 import numpy as np
+
 from facever.app import metrics
 from facever.app.core.config import MultiFacePolicy
 from facever.app.errors import ApiError, api_error_from_image

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from facever.app.errors import ApiError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from facever.app.errors import ApiError
 
 
 class RequestTooLarge(ApiError):

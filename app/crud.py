@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from facever.app.core import security
-from facever.app.db.models import ApiKey, Face, GalleryChange, GalleryState, Identity
-from facever.app.templates import ModelRef, from_bytes, to_bytes
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+from facever.app.core import security
+from facever.app.db.models import ApiKey, Face, GalleryChange, GalleryState, Identity
+from facever.app.templates import ModelRef, from_bytes, to_bytes
 
 # Versions of the change log kept for replicas catching up; one further behind reloads the gallery.
 CHANGE_LOG_KEEP = 10_000

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 
-from facever.app.request_id import REQUEST_ID_HEADER, request_id_of
-from facever.model.images import ImageError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from facever.app.request_id import REQUEST_ID_HEADER, request_id_of
+from facever.model.images import ImageError
 
 log = logging.getLogger("facever.errors")
 

@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from sqlalchemy import select
+
 from facever.app import metrics
 from facever.app.db.models import Face, GalleryChange, GalleryState
 from facever.app.db.session import Database
 from facever.app.templates import ModelRef, from_bytes
-from sqlalchemy import select
 
 log = logging.getLogger("facever.gallery")
 

@@ -7,6 +7,8 @@ import logging
 from contextlib import asynccontextmanager, suppress
 
 import anyio
+from fastapi import FastAPI
+
 from facever.app.analysis import FaceAnalyser
 from facever.app.api.routes import health, identify, identities, info, verify
 from facever.app.body_limit import BodyLimitMiddleware
@@ -23,7 +25,6 @@ from facever.app.service import Service
 from facever.app.templates import ModelRef
 from facever.model.images import ImageLimits
 from facever.model.runtime import FacePipeline
-from fastapi import FastAPI
 
 log = logging.getLogger("facever.app")
 

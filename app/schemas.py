@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from facever.app.core.config import MultiFacePolicy
 from pydantic import BaseModel, ConfigDict, Field
+
+from facever.app.core.config import MultiFacePolicy
 
 SCORE_TYPE = "cosine_similarity"
 SCORE_EXPLANATION = (

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
+from sqlalchemy.orm import Session
+
 from facever.app.analysis import FaceAnalyser
 from facever.app.core.config import MultiFacePolicy, Settings
 from facever.app.core.keys import Authenticator
@@ -14,7 +16,6 @@ from facever.app.db.session import Database
 from facever.app.gallery import Gallery
 from facever.app.templates import ModelRef
 from facever.model.runtime import FacePipeline
-from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 

@@ -30,7 +30,8 @@ def embed_images(pipeline: FacePipeline, paths: dict[str, Path], cache_dir: Path
     if cache_dir is not None:
         # what decides an embedding: the network, its card (e.g. flip averaging) and the detector
         recipe = hashlib.sha256((pipeline.embedder.model_dir / ONNX_FILE).read_bytes())
-        recipe.update(pipeline.card.model_dump_json(include={"input", "alignment", "flip_test_time"}).encode())
+        decisive = pipeline.card.model_dump_json(include={"input", "alignment", "flip_test_time"})
+        recipe.update(decisive.encode())
         recipe.update(repr(pipeline.detector.config).encode())
         cache_file = Path(cache_dir) / f"embeddings-{recipe.hexdigest()[:16]}.npz"
         if cache_file.exists():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
 from facever.app.core import security
 from facever.app.core.keys import Principal
 from facever.app.errors import ApiError
 from facever.app.service import Service
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",

@@ -13,14 +13,15 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from facever.app.analysis import Upload
-from facever.app.core.config import Settings
-from facever.app.errors import ApiError, describe_validation_errors
-from facever.model.images import ImageError
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from facever.app.analysis import Upload
+from facever.app.core.config import Settings
+from facever.app.errors import ApiError, describe_validation_errors
+from facever.model.images import ImageError
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 

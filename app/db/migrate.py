@@ -7,9 +7,10 @@ from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Engine
+
 from facever.app.core.config import get_settings
 from facever.app.db.session import create_db_engine
-from sqlalchemy import Engine
 
 
 def alembic_config(url: str) -> Config:

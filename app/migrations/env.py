@@ -4,10 +4,11 @@ alembic command line (``alembic -c app/alembic.ini ...``, which uses FACEVER_DAT
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection, text
+
 from facever.app.core.config import get_settings
 from facever.app.db.models import Base
 from facever.app.db.session import create_db_engine
-from sqlalchemy import Connection, text
 
 config = context.config
 target_metadata = Base.metadata

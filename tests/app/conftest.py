@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from facever.app.core.config import Settings, shipped_model_dir
-from facever.app.main import create_app
-from facever.model.runtime import FacePipeline
 from fastapi.testclient import TestClient
 from service_samples import ADMIN_KEY, VERIFY_KEY
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from facever.app.core.config import Settings, shipped_model_dir
+from facever.app.main import create_app
+from facever.model.runtime import FacePipeline
 
 POSTGRES_URL = os.environ.get(
     "FACEVER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

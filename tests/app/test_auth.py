@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from facever.app.core import keys as keys_module
-from facever.app.core.config import get_settings
 from service_samples import ADMIN, ADMIN_KEY, VERIFY, VERIFY_KEY, files, lfw
 from sqlalchemy import create_engine, text
+
+from facever.app.core import keys as keys_module
+from facever.app.core.config import get_settings
 
 PHOTO = lfw("George_W_Bush", 1)
 

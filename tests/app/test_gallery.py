@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sqlalchemy import delete
+
 from facever.app import crud
 from facever.app.db.migrate import upgrade
 from facever.app.db.models import GalleryChange
 from facever.app.db.session import Database
 from facever.app.gallery import Gallery, _best_per_identity
 from facever.app.templates import ModelRef
-from sqlalchemy import delete
 
 DIM = 16
 CURRENT = ModelRef("facever", "9.9.9")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 
 import pytest
-from facever.app.db.models import Face
 from service_samples import ADMIN, VERIFY, files, grey_image, lfw
 from sqlalchemy import create_engine, func, select
+
+from facever.app.db.models import Face
 
 BUSH_ENROLL = [("George_W_Bush", n) for n in (1, 2, 3)]
 BUSH_PROBE = ("George_W_Bush", 65)

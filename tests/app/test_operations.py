@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from facever.app.db.session import Database
 from service_samples import ADMIN, VERIFY, files, lfw
 from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
+from facever.app.db.session import Database
 from facever.cli import app as cli
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from facever.app import crud
 from service_samples import ADMIN, VERIFY, files, lfw
+
+from facever.app import crud
 
 # Generous, so that a loaded CI machine does not fail the test; a healthy replica needs one poll.
 PATIENCE_S = 10.0

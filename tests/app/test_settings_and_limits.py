@@ -6,6 +6,7 @@ import threading
 
 import anyio
 import pytest
+
 from facever.app.analysis import FaceAnalyser
 from facever.app.core.config import Settings, shipped_model_dir
 from facever.app.errors import ApiError

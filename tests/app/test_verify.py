@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 
 import pytest
-from facever.model.detection import LANDMARK_NAMES
 from service_samples import DIFFERENT_PEOPLE, SAME_PERSON, VERIFY, files, lfw
+
+from facever.model.detection import LANDMARK_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import anyio
+from fastapi import APIRouter, Request, Response
+
 from facever.app.api.deps import ServiceDep
 from facever.app.errors import error_response
 from facever.app.metrics import metrics_response
 from facever.app.schemas import ErrorResponse, Health
-from fastapi import APIRouter, Request, Response
 
 router = APIRouter(tags=["operations"])
 

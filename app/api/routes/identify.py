@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from fastapi import APIRouter, Request
+
 from facever.app import crud, metrics
 from facever.app.analysis import first_error
 from facever.app.api.deps import ServiceDep, VerifyScope
@@ -12,7 +14,6 @@ from facever.app.api.responses import IMAGE_ERRORS, error_responses
 from facever.app.api.uploads import ImageFields, read_image_request, request_body
 from facever.app.request_id import request_id_of
 from facever.app.schemas import IdentifyJSON, IdentifyMatch, IdentifyOptions, IdentifyResponse, IdentityRef
-from fastapi import APIRouter, Request
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 

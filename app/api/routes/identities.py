@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+from fastapi import APIRouter, Query, Request, Response
+
 from facever.app import crud
 from facever.app.analysis import AnalysedFace, first_error
 from facever.app.api.deps import AdminScope, ServiceDep, VerifyScope
@@ -32,7 +34,6 @@ from facever.app.schemas import (
     ProbeOptions,
 )
 from facever.app.service import Service
-from fastapi import APIRouter, Query, Request, Response
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"])
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from fastapi import APIRouter
+
 from facever.app.api.deps import ServiceDep, VerifyScope
 from facever.app.api.responses import error_responses
 from facever.app.schemas import GalleryInfo, InfoResponse, Limits
-from fastapi import APIRouter
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from fastapi import APIRouter, Request
+
 from facever.app.analysis import first_error
 from facever.app.api.deps import ServiceDep, VerifyScope
 from facever.app.api.present import face_out, model_info, timing
@@ -11,7 +13,6 @@ from facever.app.api.responses import IMAGE_ERRORS, error_responses
 from facever.app.api.uploads import ImageFields, read_image_request, request_body
 from facever.app.request_id import request_id_of
 from facever.app.schemas import VerifyJSON, VerifyOptions, VerifyResponse
-from fastapi import APIRouter, Request
 
 router = APIRouter(prefix="/v1", tags=["verify"])
 
