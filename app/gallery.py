@@ -24,6 +24,11 @@ templates of the current model (name and version) as one float32 matrix.
 
 Scores: an identity's score is its best match, the highest cosine similarity between the probe and
 any of its templates; identities are ranked by it.
+
+Memory: the templates are one float32 matrix (N x D x 4 bytes: 512 MB for a million 128-D templates)
+in a buffer that grows by doubling. Adding templates writes rows past the end and costs only those
+rows; removing some copies the kept rows into a new buffer (one pass over the matrix). The search
+core, ``TemplateIndex``, needs no database (the benchmarks use it directly).
 """
 
 from __future__ import annotations
@@ -55,7 +60,10 @@ class Match:
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """Immutable; a refresh builds a new one and swaps the reference, so searches never lock."""
+    """What one search sees; a change publishes a new one, so searches never lock.
+
+    The arrays are views of the first N rows of the index's buffers; rows a snapshot can see are
+    never written again (see ``TemplateIndex``)."""
 
     matrix: np.ndarray  # (N, D) float32 unit rows
     face_ids: np.ndarray  # (N,) int64
@@ -70,14 +78,23 @@ class _Snapshot:
         return len(np.unique(self.identity_ids))
 
 
-class Gallery:
-    def __init__(self, database: Database, model: ModelRef, dim: int):
-        self.database = database
-        self.model = model
+class TemplateIndex:
+    """The templates in memory and the search over them; no database.
+
+    Rows live in buffers with spare capacity that doubles when full. ``add`` writes the new rows
+    past the current end and publishes a snapshot one view longer: O(added rows), not a copy of the
+    matrix. ``remove`` compacts the kept rows into new buffers (a copy), so a row that a published
+    snapshot can see is never overwritten and concurrent searches need no lock. Changes must be
+    serialised by the caller (``Gallery`` holds its sync lock)."""
+
+    MIN_CAPACITY = 1024
+
+    def __init__(self, dim: int):
         self.dim = dim
-        self.version: int | None = None  # gallery_state.version this copy reflects; None = not loaded
+        self._matrix = np.empty((0, dim), np.float32)
+        self._face_ids = np.empty(0, np.int64)
+        self._identity_ids = np.empty(0, np.int64)
         self._snapshot = _Snapshot.empty(dim)
-        self._sync_lock = threading.Lock()
 
     @property
     def size(self) -> int:
@@ -86,6 +103,92 @@ class Gallery:
     @property
     def identity_count(self) -> int:
         return self._snapshot.identity_count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the rows in use (matrix and ids); spare capacity is reserved but not touched."""
+        snapshot = self._snapshot
+        return snapshot.matrix.nbytes + snapshot.face_ids.nbytes + snapshot.identity_ids.nbytes
+
+    def replace(self, matrix: np.ndarray, face_ids: np.ndarray, identity_ids: np.ndarray) -> None:
+        """Hold exactly these templates (a full reload)."""
+        self._matrix = np.ascontiguousarray(matrix, np.float32).reshape(-1, self.dim)
+        self._face_ids = np.asarray(face_ids, np.int64)
+        self._identity_ids = np.asarray(identity_ids, np.int64)
+        self._publish(len(self._face_ids))
+
+    def add(self, matrix: np.ndarray, face_ids: np.ndarray, identity_ids: np.ndarray) -> None:
+        """Append templates; faces already held (a reload may have loaded them already) are skipped."""
+        face_ids = np.asarray(face_ids, np.int64)
+        new = ~np.isin(face_ids, self._snapshot.face_ids)
+        if not new.any():
+            return
+        n, k = self.size, int(new.sum())
+        if n + k > len(self._face_ids):
+            self._grow(n, max(n + k, 2 * len(self._face_ids), self.MIN_CAPACITY))
+        self._matrix[n : n + k] = np.asarray(matrix, np.float32).reshape(-1, self.dim)[new]
+        self._face_ids[n : n + k] = face_ids[new]
+        self._identity_ids[n : n + k] = np.asarray(identity_ids, np.int64)[new]
+        self._publish(n + k)
+
+    def remove(self, face_ids: np.ndarray = (), identity_ids: np.ndarray = ()) -> None:
+        """Drop these faces and every template of these identities."""
+        old = self._snapshot
+        drop = np.isin(old.face_ids, np.asarray(face_ids, np.int64))
+        drop |= np.isin(old.identity_ids, np.asarray(identity_ids, np.int64))
+        if not drop.any():
+            return
+        keep = ~drop
+        # new buffers, so that searches still running on the old snapshot see unchanged rows
+        self._matrix = old.matrix[keep]
+        self._face_ids = old.face_ids[keep]
+        self._identity_ids = old.identity_ids[keep]
+        self._publish(len(self._face_ids))
+
+    def _grow(self, n: int, capacity: int) -> None:
+        matrix = np.empty((capacity, self.dim), np.float32)
+        face_ids = np.empty(capacity, np.int64)
+        identity_ids = np.empty(capacity, np.int64)
+        matrix[:n] = self._matrix[:n]
+        face_ids[:n] = self._face_ids[:n]
+        identity_ids[:n] = self._identity_ids[:n]
+        self._matrix, self._face_ids, self._identity_ids = matrix, face_ids, identity_ids
+
+    def _publish(self, n: int) -> None:
+        self._snapshot = _Snapshot(self._matrix[:n], self._face_ids[:n], self._identity_ids[:n])
+
+    def search(self, probe: np.ndarray, top_k: int, min_score: float | None) -> list[Match]:
+        """The ``top_k`` identities most like ``probe`` (a unit vector), each scored by its best
+        template, best first; only those scoring >= ``min_score`` unless it is None."""
+        snapshot = self._snapshot
+        if not len(snapshot.face_ids):
+            return []
+        scores = snapshot.matrix @ probe.astype(np.float32)
+        candidates = np.arange(len(scores))
+        if min_score is not None:
+            candidates = np.flatnonzero(scores >= min_score)
+        ranked = _best_per_identity(scores, snapshot.identity_ids, candidates, top_k)
+        return [
+            Match(int(snapshot.identity_ids[i]), int(snapshot.face_ids[i]), float(scores[i])) for i in ranked
+        ]
+
+
+class Gallery:
+    def __init__(self, database: Database, model: ModelRef, dim: int):
+        self.database = database
+        self.model = model
+        self.dim = dim
+        self.version: int | None = None  # gallery_state.version this copy reflects; None = not loaded
+        self.index = TemplateIndex(dim)
+        self._sync_lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self.index.size
+
+    @property
+    def identity_count(self) -> int:
+        return self.index.identity_count
 
     # -- keeping in step ---------------------------------------------------------------------------
 
@@ -112,7 +215,7 @@ class Gallery:
             .where(Face.model_name == self.model.name, Face.model_version == self.model.version)
             .order_by(Face.id)
         ).all()
-        self._snapshot = _Snapshot(
+        self.index.replace(
             from_bytes([row.embedding for row in rows], self.dim),
             np.array([row.id for row in rows], np.int64),
             np.array([row.identity_id for row in rows], np.int64),
@@ -133,9 +236,6 @@ class Gallery:
         removed_faces = np.array([c.face_id for c in changes if c.op == "remove_face"], np.int64)
         removed_identities = np.array([c.identity_id for c in changes if c.op == "remove_identity"], np.int64)
 
-        old = self._snapshot
-        keep = ~np.isin(old.face_ids, removed_faces) & ~np.isin(old.identity_ids, removed_identities)
-        keep &= ~np.isin(old.face_ids, np.array(added, np.int64))  # already there after a reload
         new_ids, new_identities, new_blobs = [], [], []
         for start in range(0, len(added), _IN_CHUNK):
             # Faces deleted since they were logged are simply not found; their removal is logged too.
@@ -149,11 +249,8 @@ class Gallery:
                 new_ids.append(row.id)
                 new_identities.append(row.identity_id)
                 new_blobs.append(row.embedding)
-        self._snapshot = _Snapshot(
-            np.concatenate([old.matrix[keep], from_bytes(new_blobs, self.dim)]),
-            np.concatenate([old.face_ids[keep], np.array(new_ids, np.int64)]),
-            np.concatenate([old.identity_ids[keep], np.array(new_identities, np.int64)]),
-        )
+        self.index.remove(removed_faces, removed_identities)
+        self.index.add(from_bytes(new_blobs, self.dim), np.array(new_ids, np.int64), new_identities)
         self.version = changes[-1].version
         return True
 
@@ -164,19 +261,8 @@ class Gallery:
     # -- searching ---------------------------------------------------------------------------------
 
     def search(self, probe: np.ndarray, top_k: int, min_score: float | None) -> list[Match]:
-        """The ``top_k`` identities most like ``probe`` (a unit vector), each scored by its best
-        template, best first; only those scoring >= ``min_score`` unless it is None."""
-        snapshot = self._snapshot
-        if not len(snapshot.face_ids):
-            return []
-        scores = snapshot.matrix @ probe.astype(np.float32)
-        candidates = np.arange(len(scores))
-        if min_score is not None:
-            candidates = np.flatnonzero(scores >= min_score)
-        ranked = _best_per_identity(scores, snapshot.identity_ids, candidates, top_k)
-        return [
-            Match(int(snapshot.identity_ids[i]), int(snapshot.face_ids[i]), float(scores[i])) for i in ranked
-        ]
+        """See ``TemplateIndex.search``."""
+        return self.index.search(probe, top_k, min_score)
 
 
 def _best_per_identity(
