@@ -1,0 +1,230 @@
+"""Service load: ``facever serve`` (SQLite, auth disabled) in its own process, driven over HTTP with
+``POST /v1/verify`` on real LFW pairs at concurrency 1, 8 and 32 for a fixed time each (smoke: 1 and 4).
+
+The client is an asyncio loop with httpx: exactly ``concurrency`` requests in flight (each worker
+sends its next request when the previous one is answered), image bytes loaded beforehand, every
+request to 127.0.0.1 only, and the whole run bounded in time and in count. Reported per level:
+requests/s, latency p50/p95/p99 (client side, request sent to response read), errors (any answer
+but 200, or no answer) and the server's resident memory (VmRSS) after the level; the memory at start
+and the peak (VmHWM) are reported too. The client shares the machine with the server.
+
+Pairs that the service answers with something else than 200 before the timed levels (e.g. 422
+no_face: the service has no centre-crop fallback) are left out of the timed requests and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+import httpx
+import numpy as np
+
+from facever.training.lfw import LFW, Pair
+
+HOST = "127.0.0.1"
+MAX_REQUESTS_PER_LEVEL = 100_000
+STARTUP_TIMEOUT_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def choose_pairs(data: Path, n: int) -> list[tuple[Pair, bytes, bytes]]:
+    """n LFW pairs, half matched and half mismatched, the same every run, with their image bytes."""
+    lfw = LFW(data)
+    pairs = lfw.pairs()
+    rng = np.random.default_rng(0)
+    chosen = []
+    for same in (True, False):
+        group = [p for p in pairs if p.same == same]
+        chosen += [group[i] for i in sorted(rng.choice(len(group), size=n // 2, replace=False))]
+    return [(p, lfw.path(p.first).read_bytes(), lfw.path(p.second).read_bytes()) for p in chosen]
+
+
+class Server:
+    """``facever serve`` on a free port with a temporary SQLite database; stopped on exit."""
+
+    def __init__(self, model_dir: Path, workdir: Path):
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log_path = workdir / "server.log"
+        self.env = {
+            **os.environ,
+            "FACEVER_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+            "FACEVER_AUTH": "disabled",
+            "FACEVER_MODEL_DIR": str(model_dir),
+            "FACEVER_LOG_LEVEL": os.environ.get("FACEVER_LOG_LEVEL", "WARNING"),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Server:
+        facever = Path(sys.executable).with_name("facever")  # the console script of this environment
+        command = [str(facever), "serve", "--host", HOST, "--port", str(self.port)]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"facever serve exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"facever serve did not answer /healthz within {STARTUP_TIMEOUT_S} s")
+
+    def __exit__(self, *exc) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def rss(self, field: str = "VmRSS") -> int:
+        return common.rss_bytes(self.process.pid, field)
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def verify(client: httpx.AsyncClient, first: bytes, second: bytes) -> tuple[float, int | str]:
+    files = {"image1": ("1.jpg", first, "image/jpeg"), "image2": ("2.jpg", second, "image/jpeg")}
+    start = time.perf_counter()
+    try:
+        response = await client.post("/v1/verify", files=files)
+        status: int | str = response.status_code
+        if status == 200 and "verified" not in response.json():
+            status = "bad body"
+    except httpx.HTTPError as error:
+        status = type(error).__name__
+    return time.perf_counter() - start, status
+
+
+async def level(url: str, pairs: list, concurrency: int, duration: float) -> dict:
+    """``concurrency`` workers, each sending its next pair as soon as its last one is answered."""
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    cursor = iter(range(MAX_REQUESTS_PER_LEVEL))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        started = time.perf_counter()
+        deadline = started + duration
+
+        async def worker() -> None:
+            for i in cursor:
+                if time.perf_counter() >= deadline:
+                    return
+                _, first, second = pairs[i % len(pairs)]
+                seconds, status = await verify(client, first, second)
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if status == 200:
+                    latencies.append(seconds)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    requests = sum(statuses.values())
+    return {
+        "concurrency": concurrency,
+        "duration_s": elapsed,
+        "requests": requests,
+        "ok": len(latencies),
+        "errors": requests - len(latencies),
+        "statuses": statuses,
+        "requests_per_s": len(latencies) / elapsed,
+        "latency": common.latency_stats(latencies),
+    }
+
+
+async def screen(url: str, pairs: list) -> tuple[list, list]:
+    """Send every pair once (also the warm-up); keep those answered 200."""
+    kept, dropped = [], []
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        for pair in pairs:
+            _, status = await verify(client, pair[1], pair[2])
+            (kept if status == 200 else dropped).append((pair, status))
+    dropped = [{"first": p[0].first, "second": p[0].second, "status": status} for p, status in dropped]
+    return [p for p, _ in kept], dropped
+
+
+def table(levels: list[dict], rss_start: int) -> str:
+    fmt = common.fmt
+    rows = [
+        [
+            r["concurrency"],
+            fmt(r["requests_per_s"]),
+            fmt(r["latency"].get("median_ms")),
+            fmt(r["latency"].get("p95_ms")),
+            fmt(r["latency"].get("p99_ms")),
+            f"{r['ok']:,}",
+            r["errors"],
+            f"{rss_start / 2**20:,.0f} → {r['rss_after_bytes'] / 2**20:,.0f}",
+        ]
+        for r in levels
+    ]
+    headers = ["concurrency", "requests/s", "p50 ms", "p95 ms", "p99 ms", "answered", "errors"]
+    return common.markdown_table([*headers, "server RSS MiB, start → after"], rows)
+
+
+def main() -> None:
+    parser = common.parser(__doc__.splitlines()[0], "load")
+    parser.add_argument("--duration", type=float, help="seconds per level (default 30; smoke 0.3)")
+    parser.add_argument("--levels", help="comma-separated concurrency levels (default 1,8,32; smoke 1,4)")
+    parser.add_argument("--pairs", type=int, help="LFW pairs cycled through (default 200; smoke 4)")
+    args = parser.parse_args()
+    run = common.Run("load", args)
+    duration = args.duration or (0.3 if args.smoke else 30.0)
+    levels_wanted = [int(c) for c in (args.levels or ("1,4" if args.smoke else "1,8,32")).split(",")]
+    pairs = choose_pairs(args.data, args.pairs or (4 if args.smoke else 200))
+
+    with tempfile.TemporaryDirectory() as workdir, Server(args.model, Path(workdir)) as server:
+        info = httpx.get(f"{server.url}/v1/info", timeout=10).json()
+        if os.environ.get("FACEVER_DEVICE") == "cuda" and info["providers"][0] != "CUDAExecutionProvider":
+            raise SystemExit(f"FACEVER_DEVICE=cuda but the service runs on {info['providers']}")
+        rss_start = server.rss()
+        pairs, dropped = asyncio.run(screen(server.url, pairs))
+        if not pairs:
+            raise SystemExit(f"the service answered no pair with 200: {dropped[:3]}\n{server.log_tail()}")
+        levels = []
+        for concurrency in levels_wanted:
+            result = asyncio.run(level(server.url, pairs, concurrency, duration))
+            result["rss_after_bytes"] = server.rss()
+            levels.append(result)
+            print(f"load: concurrency {concurrency}: {result['requests_per_s']:.1f} requests/s", flush=True)
+        rss_peak = server.rss("VmHWM")
+
+    config = {
+        "model": common.model_info(args.model),
+        "duration_s_per_level": duration,
+        "levels": levels_wanted,
+        "pairs": len(pairs) + len(dropped),
+        "pairs_dropped": dropped,
+        "server": {
+            "command": "facever serve (1 uvicorn worker), SQLite, FACEVER_AUTH=disabled",
+            "providers": info.get("providers"),
+            "inference_workers": info.get("inference_workers"),
+            "env": {k: v for k, v in os.environ.items() if k.startswith("FACEVER_")},
+        },
+    }
+    results = {"levels": levels, "rss_start_bytes": rss_start, "rss_peak_bytes": rss_peak}
+    run.finish(config, results, {"POST /v1/verify under load": table(levels, rss_start)})
+
+
+if __name__ == "__main__":
+    main()
