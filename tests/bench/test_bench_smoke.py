@@ -1,0 +1,128 @@
+"""Each benchmark script runs once in smoke mode (a few images, a fraction of a second of load) so that
+it cannot rot; the JSON it writes has the expected shape, and report.py turns it into tables.
+
+No timing is asserted anywhere: benchmarks are not tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+MACHINE_KEYS = {"date", "cpu", "logical_cpus", "usable_cpus", "load_average", "python", "numpy"}
+MACHINE_KEYS |= {"onnxruntime", "onnxruntime_providers", "dlib", "git_commit", "git_dirty"}
+REPORT_KEYS = {"accuracy_mean", "accuracy_std", "accuracy_at_model_threshold", "auc", "eer", "tar_at_far"}
+REPORT_KEYS |= {"n_pairs", "folds", "no_face", "images", "threshold_rule"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench-results")
+
+
+@pytest.fixture(scope="module")
+def smoke(results_dir, lfw_root):
+    """Runs ``bench/<name>.py --smoke`` once per module; returns its JSON."""
+    done: dict[str, dict] = {}
+
+    def run(name: str) -> dict:
+        if name not in done:
+            command = [sys.executable, str(BENCH / f"{name}.py"), "--smoke", "--out", str(results_dir)]
+            command += ["--data", str(lfw_root)]
+            if model := os.environ.get("FACEVER_TEST_MODEL_DIR"):
+                command += ["--model", model]
+            subprocess.run(command, cwd=REPO, check=True, timeout=900)  # a guard against hanging only
+            done[name] = json.loads((results_dir / f"{name}.json").read_text())
+        return done[name]
+
+    return run
+
+
+def check_common(payload: dict, benchmark: str) -> None:
+    assert payload["benchmark"] == benchmark and payload["mode"] == "smoke"
+    assert MACHINE_KEYS <= payload["machine"].keys()
+    assert payload["machine"]["logical_cpus"] >= 1 and payload["machine"]["onnxruntime_providers"]
+    assert payload["tables"] and all(table.startswith("| ") for table in payload["tables"].values())
+
+
+def test_accuracy(smoke):
+    payload = smoke("accuracy")
+    check_common(payload, "accuracy")
+    results = payload["results"]
+    for name in ("facever", "dlib", "dlib_all_folds"):
+        assert REPORT_KEYS <= results[name].keys(), name
+        assert set(results[name]["tar_at_far"]) == {"1e-3", "1e-2"}
+        assert 0 <= results[name]["accuracy_mean"] <= 1
+    test_folds = payload["config"]["test_folds"]
+    assert results["facever"]["folds"] == results["dlib"]["folds"] == test_folds
+    assert results["dlib_all_folds"]["folds"] == list(range(1, 11))
+    assert results["facever"]["n_pairs"] == results["dlib"]["n_pairs"] > 0
+
+
+def test_speed(smoke):
+    payload = smoke("speed")
+    check_common(payload, "speed")
+    runs = {run["threads"]: run for run in payload["results"]["runs"] if run["device"] == "cpu"}
+    assert set(runs) == {0, 1}
+    assert len(runs[1]["affinity"]) == 1
+    for run in runs.values():
+        assert set(run["engines"]) == {"facever", "dlib"}
+        for engine in run["engines"].values():
+            for part in ("detect_align", "embed", "total"):
+                assert {"median_ms", "p95_ms"} <= engine[part].keys()
+        assert set(run["batch"]) == {"1", "8", "32", "128"}
+        assert all(b["faces_per_s"] > 0 for b in run["batch"].values())
+    ratios = payload["results"]["ratios"]
+    assert {r["facever"] for r in ratios} >= {run["label"] for run in runs.values()}
+    assert all(r["detect_align"] > 0 and r["embed"] > 0 for r in ratios)
+
+
+def test_load(smoke):
+    payload = smoke("load")
+    check_common(payload, "load")
+    results = payload["results"]
+    assert [level["concurrency"] for level in results["levels"]] == payload["config"]["levels"]
+    for level in results["levels"]:
+        assert {"requests_per_s", "latency", "errors", "statuses", "rss_after_bytes"} <= level.keys()
+        assert level["ok"] > 0 and {"median_ms", "p95_ms", "p99_ms"} <= level["latency"].keys()
+    assert results["rss_start_bytes"] > 0 and results["rss_peak_bytes"] >= results["rss_start_bytes"]
+    assert payload["config"]["server"]["providers"]
+
+
+def test_gallery(smoke):
+    payload = smoke("gallery")
+    check_common(payload, "gallery")
+    (size,) = payload["results"]["sizes"]
+    assert size["templates"] == 1000 and size["index_bytes"] >= size["matrix_bytes"] > 0
+    for key in ("search_threshold", "search_no_threshold", "add_one_template", "remove_one_identity"):
+        assert {"median_ms", "p99_ms"} <= size[key].keys()
+    assert size["probes_matched_at_threshold"] == size["probes"]  # every probe finds its source
+
+
+def test_report_writes_the_tables_between_the_markers(smoke, results_dir, tmp_path):
+    payloads = {name: smoke(name) for name in ("accuracy", "speed", "load", "gallery")}
+    doc = tmp_path / "BENCHMARKS.md"
+    shutil.copy(REPO / "BENCHMARKS.md", doc)
+    report = [sys.executable, str(BENCH / "report.py"), "--results", str(results_dir), "--doc", str(doc)]
+
+    subprocess.run(report, check=True, timeout=60)
+    assert doc.read_text() == (REPO / "BENCHMARKS.md").read_text()  # smoke results are refused
+
+    subprocess.run([*report, "--allow-smoke"], check=True, timeout=60)
+    text = doc.read_text()
+    for name, payload in payloads.items():
+        section = text.split(f"<!-- bench:{name}:start -->")[1].split(f"<!-- bench:{name}:end -->")[0]
+        assert "Smoke run of" in section
+        for table in payload["tables"].values():
+            assert table in section
+    assert "Not run: no GPU machine was available" in text  # no GPU results: sections kept
