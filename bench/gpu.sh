@@ -16,7 +16,8 @@ VENV=${VENV:-build/venv-gpu}  # build/ is git-ignored
 PYTHON=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-600}
 deadline=$((SECONDS + BUDGET_S))
-left() { echo $((deadline - SECONDS)); }
+# seconds left, at least 1 (`timeout 0` would mean no limit at all)
+left() { local s=$((deadline - SECONDS)); echo $((s > 0 ? s : 1)); }
 log() { printf '[gpu.sh %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
 log "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi not found')"
