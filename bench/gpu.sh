@@ -6,7 +6,7 @@
 #
 # 1. installs the `gpu` extra (onnxruntime-gpu, never together with onnxruntime) into build/venv-gpu,
 #    with httpx and dlib (the peer: CPU only) but not the `bench` extra, which brings the CPU build;
-# 2. fails loudly unless onnxruntime lists CUDAExecutionProvider;
+# 2. fails loudly unless onnxruntime lists CUDAExecutionProvider and a CUDA session really runs;
 # 3. runs bench/speed.py (facever on 1 core, all cores and the GPU; dlib on the CPU) and
 #    bench/load.py with FACEVER_DEVICE=cuda, writing bench/results/speed-gpu.json and load-gpu.json;
 # 4. rewrites BENCHMARKS.md's tables. The whole script stops after 10 minutes.
@@ -38,7 +38,14 @@ import onnxruntime
 providers = onnxruntime.get_available_providers()
 print(f"onnxruntime {onnxruntime.__version__}: {providers}")
 if "CUDAExecutionProvider" not in providers:
-    sys.exit("CUDAExecutionProvider is missing: this is not onnxruntime-gpu, or it cannot see CUDA")
+    sys.exit("CUDAExecutionProvider is missing: this is not onnxruntime-gpu")
+# onnxruntime-gpu lists CUDA even where its libraries cannot load; a real session tells.
+from facever.model.onnx_session import create_session
+
+session = create_session("model/default/facever.onnx", device="cuda")
+if session.get_providers()[0] != "CUDAExecutionProvider":
+    sys.exit(f"a CUDA session fell back to {session.get_providers()}: CUDA 12 / cuDNN 9 libraries missing?")
+print("a CUDA session runs")
 PY
 
 log "speed ($(left) s left)"
