@@ -291,7 +291,12 @@ def load_teacher(config: TrainConfig, lfw: LFW, train_keys: list[str]) -> np.nda
 
     everything = {k: lfw.path(k) for keys in lfw.identities().values() for k in keys}
     cached = teacher.load_or_build(everything, Path(config.data.cache_dir))
-    embeddings = cached["embeddings"].astype(np.float32).copy()
-    embeddings[~cached["found"]] = np.nan
     position = {k: i for i, k in enumerate(cached["keys"])}
-    return embeddings[[position[k] for k in train_keys]]
+    rows = [position[k] for k in train_keys]
+    embeddings = cached["embeddings"][rows].astype(np.float32)
+    found = cached["found"][rows]
+    # dlib's descriptors share a large common component (cosine ~0.84 between different people);
+    # centred on the training mean, different people are near-orthogonal, as contrastive loss wants.
+    embeddings -= embeddings[found].mean(0)
+    embeddings[~found] = np.nan
+    return embeddings
