@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -19,8 +20,10 @@ def export_onnx(model: EmbeddingNet, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / ONNX_FILE
-    model = model.eval().cpu()
+    model = model.eval().cpu().to(memory_format=torch.contiguous_format)
     example = torch.full((2, 1, model.input_size, model.input_size), 128.0)
+    for chatty in ("onnxscript", "onnx_ir"):  # the exporter's passes log every step at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     torch.onnx.export(
         model,
         (example,),

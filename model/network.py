@@ -44,17 +44,20 @@ class EmbeddingNet(nn.Module):
         blocks: tuple[int, ...] = (1, 2, 2, 1),
         embedding_size: int = 128,
         dropout: float = 0.0,
+        stem_stride: int = 1,
     ):
         super().__init__()
         if len(widths) != len(blocks):
             raise ValueError("widths and blocks need one entry per stage")
-        downsample = 2 ** len(widths)
+        downsample = stem_stride * 2 ** len(widths)
         if input_size % downsample:
             raise ValueError(f"input_size must be a multiple of {downsample}")
         self.input_size = input_size
         self.embedding_size = embedding_size
         self.stem = nn.Sequential(
-            nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.PReLU(widths[0])
+            nn.Conv2d(1, widths[0], 3, stem_stride, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.PReLU(widths[0]),
         )
         stages = []
         channels = widths[0]

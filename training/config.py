@@ -32,6 +32,7 @@ class NetworkConfig(Strict):
     blocks: list[int] = [1, 2, 2, 1]
     embedding_size: int = 128
     dropout: float = 0.0
+    stem_stride: int = 1  # 2 halves the cost of every layer: a larger input for the same compute
 
 
 class BatchConfig(Strict):

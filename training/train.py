@@ -41,7 +41,9 @@ def seed_everything(seed: int) -> None:
 
 def build_network(config: TrainConfig) -> EmbeddingNet:
     net = config.network
-    return EmbeddingNet(net.input_size, tuple(net.widths), tuple(net.blocks), net.embedding_size, net.dropout)
+    return EmbeddingNet(
+        net.input_size, tuple(net.widths), tuple(net.blocks), net.embedding_size, net.dropout, net.stem_stride
+    )
 
 
 class Objective(torch.nn.Module):
@@ -165,7 +167,8 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
     teacher = load_teacher(config, lfw, train_keys)
     calibration_pairs = [p for p in lfw.pairs() if p.fold in config.data.calibration_folds]
 
-    model = build_network(config).to(ddp.device)
+    # channels-last convolutions run ~1.4x faster on CPU (oneDNN) and on GPU tensor cores
+    model = build_network(config).to(ddp.device, memory_format=torch.channels_last)
     objective = Objective(config, len(people)).to(ddp.device)
     parameters = list(model.parameters()) + list(objective.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
@@ -199,7 +202,8 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
     model.train()
     while step < total_steps:
         batch = sampler.batch()
-        pixels = augment(crops[batch], size, config.augment, generator).to(ddp.device)
+        pixels = augment(crops[batch], size, config.augment, generator)
+        pixels = pixels.to(ddp.device, memory_format=torch.channels_last)
         batch_labels = torch.from_numpy(labels[batch]).to(ddp.device)
         batch_teacher = torch.from_numpy(teacher[batch]).to(ddp.device) if teacher is not None else None
         for group in optimizer.param_groups:
