@@ -91,12 +91,15 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by facever train")],
     out: Annotated[Path, typer.Option(help="folder for facever.onnx and model_card.json")],
     data: Annotated[Path | None, typer.Option(help="LFW folder for threshold calibration")] = None,
+    flip: Annotated[
+        bool | None, typer.Option("--flip/--no-flip", help="average each face with its mirror image")
+    ] = None,
 ) -> None:
     """Export a checkpoint to ONNX with a model card and a threshold calibrated on held-out people."""
     _logging()
     from facever.training.release import release
 
-    card = release(checkpoint, out, data)
+    card = release(checkpoint, out, data, flip_test_time=flip)
     typer.echo(f"exported {out} (threshold {card.threshold:.4f})")
 
 

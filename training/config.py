@@ -33,6 +33,7 @@ class NetworkConfig(Strict):
     embedding_size: int = 128
     dropout: float = 0.0
     stem_stride: int = 1  # 2 halves the cost of every layer: a larger input for the same compute
+    flip_test_time: bool = False  # the runtime embeds each face and its mirror image and averages
 
 
 class BatchConfig(Strict):

@@ -40,8 +40,16 @@ def load_checkpoint(path: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
     return config, model.eval(), state
 
 
-def release(checkpoint: Path, out_dir: Path, data: Path | None = None, threads: int = 0) -> ModelCard:
+def release(
+    checkpoint: Path,
+    out_dir: Path,
+    data: Path | None = None,
+    threads: int = 0,
+    flip_test_time: bool | None = None,
+) -> ModelCard:
     config, model, state = load_checkpoint(Path(checkpoint))
+    if flip_test_time is not None:
+        config.network.flip_test_time = flip_test_time
     lfw = LFW(Path(data or config.data.lfw))
     out_dir = Path(out_dir)
     export_onnx(model, out_dir)
@@ -56,6 +64,7 @@ def release(checkpoint: Path, out_dir: Path, data: Path | None = None, threads: 
         input=InputSpec(size=size),
         alignment=AlignmentSpec(template=np.round(template(size), 4).tolist()),
         embedding_size=config.network.embedding_size,
+        flip_test_time=config.network.flip_test_time,
         threshold=0.0,
         thresholds=Thresholds(best_accuracy=0.0, far_1e_3=0.0, far_1e_2=0.0),
         data={
