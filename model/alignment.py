@@ -18,9 +18,12 @@ TEMPLATE_112 = np.array(
 )
 
 
-def template(size: int, pad: int = 0) -> np.ndarray:
-    """The five template points for a size x size crop, shifted by ``pad`` for a crop with a margin."""
-    return TEMPLATE_112 * (size / 112.0) + pad
+def template(size: int, pad: int = 0, zoom: float = 1.0) -> np.ndarray:
+    """The five template points for a size x size crop, shifted by ``pad`` for a crop with a margin.
+
+    ``zoom`` > 1 frames the face more tightly (the points spread about the crop's centre).
+    """
+    return ((TEMPLATE_112 - 56.0) * zoom + 56.0) * (size / 112.0) + pad
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -41,11 +44,11 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, translation[:, None]])
 
 
-def align(image: np.ndarray, landmarks: np.ndarray, size: int, pad: int = 0) -> np.ndarray:
-    """Warp ``image`` so that ``landmarks`` land on the template; returns a (size + 2*pad)^2 crop."""
+def align(image: np.ndarray, landmarks: np.ndarray, points: np.ndarray, side: int) -> np.ndarray:
+    """Warp ``image`` so that ``landmarks`` land on the template ``points``; returns a side x side crop."""
     landmarks = np.asarray(landmarks, np.float64)
     picture = Image.fromarray(image)
-    matrix = similarity_transform(landmarks, template(size, pad))
+    matrix = similarity_transform(landmarks, points)
     scale = float(np.hypot(*matrix[:, 0]))
     if scale < 0.5:
         # Bilinear sampling does not anti-alias: shrink large faces with a box filter first.
@@ -54,8 +57,7 @@ def align(image: np.ndarray, landmarks: np.ndarray, size: int, pad: int = 0) -> 
         shrunk = (max(1, round(width * factor)), max(1, round(height * factor)))
         picture = picture.resize(shrunk, Image.BOX)
         landmarks = (landmarks + 0.5) * (np.array(shrunk) / (width, height)) - 0.5
-        matrix = similarity_transform(landmarks, template(size, pad))
-    side = size + 2 * pad
+        matrix = similarity_transform(landmarks, points)
     return np.asarray(
         picture.transform((side, side), Image.AFFINE, _pil_affine(matrix), resample=Image.BILINEAR)
     )

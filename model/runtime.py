@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facever.model.alignment import TEMPLATE_112, align
+from facever.model.alignment import align, template
 from facever.model.card import ModelCard
 from facever.model.detection import DetectedFace, DetectorConfig, FaceDetector
 from facever.model.embedding import Embedder
@@ -30,10 +30,12 @@ def fallback_landmarks(shape: tuple[int, ...]) -> np.ndarray:
     return TYPICAL_LANDMARKS * side + offset
 
 
-def crop_face(image: np.ndarray, face: DetectedFace | None, size: int, pad: int = 0) -> np.ndarray:
-    """The aligned crop of ``face``, or the centre-crop fallback when ``face`` is None."""
+def crop_face(
+    image: np.ndarray, face: DetectedFace | None, size: int, pad: int = 0, zoom: float = 1.0
+) -> np.ndarray:
+    """The aligned (size + 2 pad)^2 crop of ``face``, or the centre-crop fallback when ``face`` is None."""
     landmarks = face.landmarks if face is not None else fallback_landmarks(image.shape)
-    return align(image, landmarks, size, pad)
+    return align(image, landmarks, template(size, pad, zoom), size + 2 * pad)
 
 
 class FacePipeline:
@@ -47,12 +49,9 @@ class FacePipeline:
         detector_config: DetectorConfig | None = None,
     ):
         self.card = ModelCard.load(model_dir)
-        if not np.allclose(
-            self.card.alignment.template, TEMPLATE_112 * self.card.input.size / 112, atol=1e-3
-        ):
-            raise ValueError(
-                f"{model_dir}: the model card's alignment template is not the one this runtime uses"
-            )
+        expected = template(self.card.input.size, zoom=self.card.alignment.zoom)
+        if not np.allclose(self.card.alignment.template, expected, atol=1e-3):
+            raise ValueError(f"{model_dir}: the model card's alignment template does not match its zoom")
         self.detector = FaceDetector(detector_config or DetectorConfig(), device, threads)
         self.embedder = Embedder(model_dir, device, threads, card=self.card)
         log.info(
@@ -75,7 +74,7 @@ class FacePipeline:
         return self.detector.detect(image)
 
     def crop(self, image: np.ndarray, face: DetectedFace | None) -> np.ndarray:
-        return crop_face(image, face, self.size)
+        return crop_face(image, face, self.size, zoom=self.card.alignment.zoom)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         return self.embedder.embed(crops)

@@ -23,6 +23,7 @@ class DataConfig(Strict):
     test_folds: list[int] = [10]  # never seen: no image of their people is trained on or calibrated with
     calibration_folds: list[int] = [9]  # threshold calibration only
     crop_pad: int = 8  # margin around the aligned crop in the cache, for random shifts
+    crop_zoom: float = 1.0  # > 1 frames faces more tightly than the ArcFace layout
     max_train_people: int | None = None  # keep only the N people with most images (quick runs, tests)
 
 

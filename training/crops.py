@@ -38,13 +38,13 @@ def _init_worker(config: dict) -> None:
     _worker_detector = FaceDetector(DetectorConfig(**config), device="cpu", threads=1)
 
 
-def _crop_one(job: tuple[str, int, int]) -> tuple[np.ndarray, bool, np.ndarray]:
-    path, size, pad = job
+def _crop_one(job: tuple[str, int, int, float]) -> tuple[np.ndarray, bool, np.ndarray]:
+    path, size, pad, zoom = job
     image = read_image(path)
     faces = _worker_detector.detect(image)
     face = faces[0] if faces else None
     landmarks = face.landmarks if face is not None else np.full((5, 2), np.nan, np.float32)
-    return crop_face(image, face, size, pad), face is not None, landmarks
+    return crop_face(image, face, size, pad, zoom), face is not None, landmarks
 
 
 def load_or_build(
@@ -52,6 +52,7 @@ def load_or_build(
     size: int,
     pad: int,
     cache_dir: Path,
+    zoom: float = 1.0,
     detector: DetectorConfig | None = None,
     workers: int | None = None,
 ) -> CropCache:
@@ -59,13 +60,15 @@ def load_or_build(
     detector = detector or DetectorConfig()
     keys = sorted(paths)
     recipe = {"keys": keys, "size": size, "pad": pad, "detector": asdict(detector), "version": 2}
+    if zoom != 1.0:
+        recipe["zoom"] = zoom
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     cache_file = Path(cache_dir) / f"crops-{size}-{pad}-{digest}.npz"
     if cache_file.exists():
         data = np.load(cache_file)
         return CropCache(keys, data["crops"], data["found"], data["landmarks"], size, pad)
 
-    jobs = [(str(paths[key]), size, pad) for key in keys]
+    jobs = [(str(paths[key]), size, pad, zoom) for key in keys]
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(asdict(detector),)) as pool:
         results = list(

@@ -62,7 +62,10 @@ def release(
         version=config.version,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         input=InputSpec(size=size),
-        alignment=AlignmentSpec(template=np.round(template(size), 4).tolist()),
+        alignment=AlignmentSpec(
+            template=np.round(template(size, zoom=config.data.crop_zoom), 4).tolist(),
+            zoom=config.data.crop_zoom,
+        ),
         embedding_size=config.network.embedding_size,
         flip_test_time=config.network.flip_test_time,
         threshold=0.0,

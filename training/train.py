@@ -156,7 +156,7 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
     size, pad = config.network.input_size, config.data.crop_pad
     needed = [training_people] + ([split.calibration] if validating else [])
     keys = {k: lfw.path(k) for people in needed for v in people.values() for k in v}
-    cache = crop_cache.load_or_build(keys, size, pad, Path(config.data.cache_dir))
+    cache = crop_cache.load_or_build(keys, size, pad, Path(config.data.cache_dir), config.data.crop_zoom)
     index = cache.index()
 
     train_keys = [k for v in training_people.values() for k in v]

@@ -33,7 +33,7 @@ def test_alignment_puts_the_eyes_of_a_real_face_on_the_template(key, lfw_image, 
     image = read_image(lfw_image(key))
     face = detector.detect(image)[0]
     size = 112
-    crop = align(image, face.landmarks, size)
+    crop = align(image, face.landmarks, template(size), size)
     assert crop.shape == (size, size)
 
     # the detected landmarks, carried through the warp, land on the template's eyes
@@ -45,7 +45,7 @@ def test_alignment_puts_the_eyes_of_a_real_face_on_the_template(key, lfw_image, 
     # their midpoint within 3 px, their distance within 10 % (the detector itself jitters by ~2 px)
     # (aligned with a margin of real surroundings, so that the detector sees a natural picture)
     margin = 56
-    wide = align(image, face.landmarks, size, pad=margin)
+    wide = align(image, face.landmarks, template(size, pad=margin), size + 2 * margin)
     assert np.array_equal(wide[margin:-margin, margin:-margin], crop)
     eyes = detector.detect(wide)[0].landmarks[:2] - margin
     target = template(size)[:2]
@@ -74,3 +74,10 @@ def test_faces_come_largest_first(lfw_image, detector):
     assert len(faces) == 2
     assert faces[0].area > faces[1].area
     assert faces[0].box[0] < 250 <= faces[1].box[0]
+
+
+def test_zoom_frames_the_face_tighter_about_the_centre():
+    plain, tight = template(96), template(96, zoom=1.25)
+    assert np.allclose(plain.mean(0) - 48, (tight.mean(0) - 48) / 1.25)
+    eyes = np.linalg.norm(plain[1] - plain[0]), np.linalg.norm(tight[1] - tight[0])
+    assert eyes[1] == pytest.approx(eyes[0] * 1.25)
