@@ -53,7 +53,10 @@ def postgres_schema() -> Iterator[str]:
             connection.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the server is not usable
         engine.dispose()
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__}); CI starts it")
+        message = f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__})"
+        if os.environ.get("FACEVER_TEST_REQUIRE_POSTGRES") == "1":  # CI: a skipped database is a failure
+            pytest.fail(message)
+        pytest.skip(f"{message}; CI starts it")
     schema = f"facever_test_{uuid.uuid4().hex[:10]}"
     with engine.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
