@@ -77,7 +77,7 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
     if settings.auto_migrate:
         upgrade(settings.database_url, database.engine)
     if pipeline is None:
-        pipeline = FacePipeline(settings.resolved_model_dir, settings.device, settings.ort_threads)
+        pipeline = FacePipeline(settings.resolved_model_dir, settings.device, settings.resolved_ort_threads)
     log.info("execution providers in use: %s", pipeline.providers)
     gallery = Gallery(database, ModelRef.of(pipeline.card), pipeline.card.embedding_size)
     gallery.sync()

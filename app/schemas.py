@@ -403,7 +403,8 @@ class InfoResponse(BaseModel):
     auth: str = Field(description="enabled or disabled")
     warning: str | None = Field(None, description="set when something is unsafe, e.g. auth disabled")
     multi_face_policy: MultiFacePolicy
-    inference_workers: int
+    inference_workers: int = Field(description="images analysed at the same time")
+    ort_threads: int = Field(description="onnxruntime threads each of them uses")
     limits: Limits
     database: str = Field(description="the database backend: sqlite or postgresql")
 

@@ -67,6 +67,11 @@ def test_info(client, pipeline):
     assert body["limits"]["max_image_bytes"] == 10 * 1024 * 1024
     assert body["limits"]["max_image_pixels"] == 40_000_000
     assert body["database"] in {"sqlite", "postgresql"}
+    settings = client.app.state.service.settings
+    assert (body["inference_workers"], body["ort_threads"]) == (
+        settings.resolved_inference_workers,
+        settings.resolved_ort_threads,
+    )
 
 
 def test_the_openapi_schema_documents_both_body_forms_with_examples(client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import anyio
@@ -37,6 +38,10 @@ def test_environment(monkeypatch):
     assert settings.auth == "disabled" and settings.multi_face_policy == "single"
     assert settings.bootstrap_keys()["admin"] == ["fvk_a", "fvk_b"]
     assert settings.resolved_inference_workers == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert settings.resolved_ort_threads == 2  # 3 workers side by side share 8 cores, not 3 x 8 threads
+    monkeypatch.setenv("FACEVER_ORT_THREADS", "4")
+    assert Settings().resolved_ort_threads == 4
     assert "fvk_a" not in repr(settings)  # keys are secrets: never shown
 
 

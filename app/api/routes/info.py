@@ -48,6 +48,7 @@ async def info(service: ServiceDep) -> InfoResponse:
         warning=AUTH_DISABLED_WARNING if settings.auth == "disabled" else None,
         multi_face_policy=settings.multi_face_policy,
         inference_workers=settings.resolved_inference_workers,
+        ort_threads=settings.resolved_ort_threads,
         limits=Limits(
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_pixels,
