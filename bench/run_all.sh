@@ -15,7 +15,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 
 read -r load _ < /proc/loadavg
 echo "run_all: load average $load on $(nproc) CPUs at $(date -u +%FT%TZ)"
-if awk -v load="$load" 'BEGIN { exit !(load > 0.5) }'; then
+if awk -v avg="$load" 'BEGIN { exit !(avg > 0.5) }'; then
   echo "run_all: WARNING: the machine is busy (load average $load); the timings will show it" >&2
 fi
 
