@@ -21,7 +21,7 @@ def export_onnx(model: EmbeddingNet, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / ONNX_FILE
     model = model.eval().cpu().to(memory_format=torch.contiguous_format)
-    example = torch.full((2, 1, model.input_size, model.input_size), 128.0)
+    example = torch.full((2, getattr(model, "input_channels", 1), model.input_size, model.input_size), 128.0)
     for chatty in ("onnxscript", "onnx_ir"):  # the exporter's passes log every step at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
     torch.onnx.export(

@@ -53,6 +53,7 @@ class EmbeddingNet(nn.Module):
         if input_size % downsample:
             raise ValueError(f"input_size must be a multiple of {downsample}")
         self.input_size = input_size
+        self.input_channels = 1
         self.embedding_size = embedding_size
         self.stem = nn.Sequential(
             nn.Conv2d(1, widths[0], 3, stem_stride, 1, bias=False),
