@@ -136,7 +136,7 @@ class FaceAnalyser:
                 f"{len(faces)} faces were found and the multi-face policy is 'single'; "
                 "send an image with one face, or use the policy 'largest'",
             )
-        height, width = image.shape
+        height, width = image.shape[:2]
         chosen = AnalysedFace(np.empty(0, np.float32), faces[0], len(faces), width, height)
         return chosen, self.pipeline.crop(image, faces[0])
 

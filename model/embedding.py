@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from facever.model.card import ONNX_FILE, ModelCard
+from facever.model.images import to_luma
 from facever.model.onnx_session import create_session
 
 
@@ -25,13 +26,21 @@ class Embedder:
         return self.card.input.size
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        """(N, S, S) uint8 aligned crops -> (N, D) float32 unit vectors."""
+        """(N, S, S, 3) uint8 RGB aligned crops -> (N, D) float32 unit vectors.
+
+        A network that takes one channel gets the crops' luma; (N, S, S) grey crops are taken too.
+        """
         crops = np.asarray(crops)
-        if crops.ndim != 3 or crops.shape[1:] != (self.size, self.size):
-            raise ValueError(f"expected (N, {self.size}, {self.size}) crops, got {crops.shape}")
+        if crops.ndim == 3:
+            crops = np.repeat(crops[..., None], 3, axis=3)
+        if crops.ndim != 4 or crops.shape[1:] != (self.size, self.size, 3):
+            raise ValueError(f"expected (N, {self.size}, {self.size}, 3) crops, got {crops.shape}")
         if not len(crops):
             return np.empty((0, self.card.embedding_size), np.float32)
-        batch = crops[:, None].astype(np.float32)
+        if self.card.input.channels == 1:
+            batch = to_luma(crops)[:, None].astype(np.float32)
+        else:
+            batch = crops.transpose(0, 3, 1, 2).astype(np.float32)
         if self.card.flip_test_time:
             batch = np.concatenate([batch, batch[..., ::-1]])
         embeddings = self.session.run(None, {self._input: batch})[0]

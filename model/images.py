@@ -1,8 +1,9 @@
 """Decoding uploaded or on-disk images into the one pixel format the pipeline uses.
 
-Every image becomes an 8-bit single-channel (luma) array: the shipped network is trained on the
-grayscale LFW copy, so colour is dropped the same way everywhere (ITU-R 601-2 luma, as PIL's "L").
-EXIF orientation is applied; palette, alpha, CMYK and 16-bit images are converted, not rejected.
+Every image becomes an 8-bit HxWx3 RGB array: the detector and the shipped network see colour. A
+grayscale file (the LFW copy is one) becomes three equal channels; a network that takes one channel
+gets luma from the runtime (``to_luma``, ITU-R 601-2 as PIL's "L"). EXIF orientation is applied;
+palette, alpha, CMYK and 16-bit images are converted, not rejected.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ImageLimits:
 
 
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
-    """Bytes of an image file -> HxW uint8 luma array, or ImageError."""
+    """Bytes of an image file -> HxWx3 uint8 RGB array, or ImageError."""
     if not data:
         raise ImageError("empty_image", "the image is empty (0 bytes)")
     if len(data) > limits.max_bytes:
@@ -65,7 +66,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
             image = ImageOps.exif_transpose(image)
-            return to_luma(image)
+            return to_rgb(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("too_many_pixels", "the image decodes to too many pixels") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -74,21 +75,28 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
 
 
 def read_image(path: str | Path, limits: ImageLimits = ImageLimits(max_bytes=1 << 40)) -> np.ndarray:
-    """A file on disk -> HxW uint8 luma array (same decoding as uploads)."""
+    """A file on disk -> HxWx3 uint8 RGB array (same decoding as uploads)."""
     return decode_image(Path(path).read_bytes(), limits)
 
 
-def to_luma(image: Image.Image) -> np.ndarray:
-    """Any PIL mode -> HxW uint8 luma."""
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL mode -> HxWx3 uint8 RGB (transparent parts on white)."""
     mode = image.mode
     if mode in {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}:
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
-        return np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
+        grey = np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
     if mode in {"RGBA", "LA", "PA"} or (mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     if mode == "1":
         image = image.convert("L")
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def to_luma(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (...) uint8 luma, with PIL's "L" weights (ITU-R 601-2)."""
+    weights = np.array([19595, 38470, 7471], np.uint32)  # PIL's fixed-point 0.299, 0.587, 0.114
+    return ((rgb.astype(np.uint32) @ weights + 0x8000) >> 16).astype(np.uint8)

@@ -34,7 +34,7 @@ def test_alignment_puts_the_eyes_of_a_real_face_on_the_template(key, lfw_image, 
     face = detector.detect(image)[0]
     size = 112
     crop = align(image, face.landmarks, template(size), size)
-    assert crop.shape == (size, size)
+    assert crop.shape == (size, size, 3)
 
     # the detected landmarks, carried through the warp, land on the template's eyes
     matrix = similarity_transform(face.landmarks, template(size))
@@ -67,7 +67,7 @@ def test_large_photos_are_detected_downscaled_but_reported_in_original_pixels(lf
 def test_faces_come_largest_first(lfw_image, detector):
     image = read_image(lfw_image(FACES[0]))
     small = np.asarray(Image.fromarray(image).resize((125, 125), Image.BOX))
-    canvas = np.full((300, 420), 128, np.uint8)
+    canvas = np.full((300, 420, 3), 128, np.uint8)
     canvas[25:275, 0:250] = image
     canvas[100:225, 280:405] = small
     faces = detector.detect(canvas)

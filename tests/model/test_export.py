@@ -2,12 +2,12 @@ import numpy as np
 import onnx
 import torch
 
+from facever.model.alignment import align, template
 from facever.model.detection import DetectorConfig, FaceDetector
 from facever.model.export import INPUT_NAME, OPSET, export_onnx
-from facever.model.images import read_image
+from facever.model.images import read_image, to_luma
 from facever.model.network import EmbeddingNet
 from facever.model.onnx_session import create_session
-from facever.model.runtime import crop_face
 
 KEYS = [
     "Aaron_Eckhart/Aaron_Eckhart_0001",
@@ -24,7 +24,8 @@ def real_crops(lfw_image, size: int) -> np.ndarray:
     crops = []
     for key in KEYS:
         image = read_image(lfw_image(key))
-        crops.append(crop_face(image, detector.detect(image)[0], size))
+        face = detector.detect(image)[0]
+        crops.append(to_luma(align(image, face.landmarks, template(size), size)))
     return np.stack(crops)
 
 
