@@ -22,6 +22,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
 DEFAULT_DATA = Path("../shared/data/lfw")
+DEFAULT_CFP = Path("../shared/data/cfp")
 
 
 def _logging() -> None:
@@ -83,6 +84,7 @@ _CARD_METRICS = (
     "eer",
     "tar_at_far",
     "no_face_count",
+    "failed_pairs",
 )
 
 
@@ -125,6 +127,29 @@ def eval_lfw(
         result = evaluate_lfw(model, data, fold, include_seen, cache_dir, report)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    typer.echo(format_report(result))
+    if json_path:
+        save_json(result, json_path)
+
+
+@eval_app.command("cfp")
+def eval_cfp(
+    model: Annotated[Path, typer.Option(help="model folder (facever.onnx + model_card.json)")] = Path(
+        "model/default"
+    ),
+    data: Annotated[Path, typer.Option(help="CFP folder with Data/ and Protocol/")] = DEFAULT_CFP,
+    protocol: Annotated[str, typer.Option(help="FF (frontal-frontal) or FP (frontal-profile)")] = "FF",
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    report: Annotated[Path | None, typer.Option(help="folder for roc.png and scores.png")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="cache embeddings here for cheap reruns")] = None,
+) -> None:
+    """CFP's 10-fold protocol (FF or FP) on an exported model; a photo with no face fails its pairs."""
+    _logging()
+    from facever.training.evaluate import evaluate_cfp, format_report, save_json
+
+    if protocol not in ("FF", "FP"):
+        raise typer.BadParameter("FF or FP", param_hint="--protocol")
+    result = evaluate_cfp(model, data, protocol, cache_dir, report)  # type: ignore[arg-type]
     typer.echo(format_report(result))
     if json_path:
         save_json(result, json_path)

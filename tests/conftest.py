@@ -21,3 +21,13 @@ def lfw_image(lfw_root):
         return lfw_root / "images" / f"{key}.jpg"
 
     return path
+
+
+CFP_ROOT = REPO.parent / "shared" / "data" / "cfp"
+
+
+@pytest.fixture(scope="session")
+def cfp_root() -> Path:
+    if not (CFP_ROOT / "Protocol" / "Pair_list_F.txt").exists():
+        pytest.fail(f"CFP is expected at {CFP_ROOT} (../shared/data/cfp beside the repository)")
+    return CFP_ROOT

@@ -1,8 +1,11 @@
-"""``facever eval lfw``: the LFW View 2 protocol on an exported model, through the service's runtime.
+"""``facever eval lfw`` and ``facever eval cfp``: verification protocols on an exported model, through
+the service's own runtime.
 
-Images go through the same detection, alignment and ONNX embedding as in the service (largest
-face; the documented centre-crop fallback when none is found, counted as ``no_face_count``).
-Folds whose people the model saw in training or calibration (per its model card) are refused
+Images go through the same decoding, detection, face choice (the largest face), alignment and ONNX
+embedding as in the service. An image in which no face is found has no embedding, as the service
+would refuse it: each pair it is in counts as failed (a wrong answer at every threshold) in the
+accuracies, and is left out of AUC, EER and TAR, which are computed on the pairs that were scored.
+LFW folds whose people the model saw in training or calibration (per its model card) are refused
 unless asked for explicitly, and then marked.
 """
 
@@ -19,50 +22,59 @@ from facever.model.card import ONNX_FILE
 from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
 from facever.training import protocol
+from facever.training.cfp import CFP, Protocol
 from facever.training.lfw import LFW, Pair
 
 FARS = {"1e-3": 1e-3, "1e-2": 1e-2}
+# A failed pair's stand-in score: beyond any cosine similarity, on the wrong side of every threshold.
+FAILED_SAME, FAILED_DIFFERENT = -10.0, 10.0
 
 
-def embed_images(pipeline: FacePipeline, paths: dict[str, Path], cache_dir: Path | None = None) -> dict:
-    """{"embeddings": {key: vector}, "found": {key: bool}} for every image, cached per model file."""
+def embed_images(
+    pipeline: FacePipeline, paths: dict[str, Path], cache_dir: Path | None = None, tag: str = "images"
+) -> dict:
+    """{"embeddings": {key: vector, NaN where no face}, "found": {key: bool}}, cached per model.
+
+    ``tag`` names the cache file (one per data set), which keeps every key it ever embedded.
+    """
     cache_file = None
+    cached: dict[str, tuple[np.ndarray, bool]] = {}
     if cache_dir is not None:
-        # what decides an embedding: the network, its card (e.g. flip averaging) and the detector
+        # what decides an embedding: the network, its card (crop framing, flip) and the detector
         recipe = hashlib.sha256((pipeline.embedder.model_dir / ONNX_FILE).read_bytes())
         decisive = pipeline.card.model_dump_json(include={"input", "alignment", "flip_test_time"})
         recipe.update(decisive.encode())
         recipe.update(repr(pipeline.detector.config).encode())
-        cache_file = Path(cache_dir) / f"embeddings-{recipe.hexdigest()[:16]}.npz"
+        recipe.update(b"rgb-no-fallback")
+        cache_file = Path(cache_dir) / f"embeddings-{tag}-{recipe.hexdigest()[:16]}.npz"
         if cache_file.exists():
             data = np.load(cache_file)
             rows = zip(data["embeddings"], data["found"], strict=True)
             cached = dict(zip(data["keys"].tolist(), rows, strict=True))
-            if all(k in cached for k in paths):
-                return {
-                    "embeddings": {k: cached[k][0] for k in paths},
-                    "found": {k: bool(cached[k][1]) for k in paths},
-                }
-    embeddings, found = {}, {}
-    for key in tqdm(sorted(paths), desc="embed", unit="img"):
+    missing = sorted(k for k in paths if k not in cached)
+    for key in tqdm(missing, desc="embed", unit="img", disable=not missing):
         embedding, face = pipeline.embed_largest(read_image(paths[key]))
-        embeddings[key], found[key] = embedding, face is not None
-    if cache_file is not None:
+        if embedding is None:
+            embedding = np.full(pipeline.card.embedding_size, np.nan, np.float32)
+        cached[key] = (embedding, face is not None)
+    if cache_file is not None and missing:
+        keys = sorted(cached)
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        keys = sorted(embeddings)
+        tmp = cache_file.with_suffix(".tmp.npz")
         np.savez(
-            cache_file,
+            tmp,
             keys=np.array(keys),
-            embeddings=np.stack([embeddings[k] for k in keys]),
-            found=np.array([found[k] for k in keys]),
+            embeddings=np.stack([cached[k][0] for k in keys]),
+            found=np.array([cached[k][1] for k in keys]),
         )
-    return {"embeddings": embeddings, "found": found}
+        tmp.replace(cache_file)
+    return {"embeddings": {k: cached[k][0] for k in paths}, "found": {k: bool(cached[k][1]) for k in paths}}
 
 
 def pair_arrays(
     pairs: list[Pair], embeddings: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cosine similarities, same-person flags and folds of ``pairs``."""
+    """Cosine similarities (NaN where an image has no face), same-person flags and folds of ``pairs``."""
     first = np.stack([embeddings[p.first] for p in pairs])
     second = np.stack([embeddings[p.second] for p in pairs])
     scores = (first * second).sum(1)
@@ -76,27 +88,64 @@ def verification_report(
     evaluate: list[int],
     model_threshold: float | None,
 ) -> dict:
-    """Every figure of the LFW report for the folds in ``evaluate`` (thresholds per the protocol)."""
+    """Every figure of the report for the folds in ``evaluate``.
+
+    The 10-fold accuracy of fold k uses the threshold best on the other folds present in ``folds``;
+    with one fold present it is not defined (None). Failed pairs (NaN score) count as wrong.
+    """
+    failed = np.isnan(scores)
+    forced = np.where(failed, np.where(same, FAILED_SAME, FAILED_DIFFERENT), scores)
     tested = np.isin(folds, evaluate)
-    ten_fold = protocol.ten_fold_accuracy(scores, same, folds, evaluate)
-    report = {
-        "accuracy_mean": ten_fold["mean"],
-        "accuracy_std": ten_fold["std"],
-        "per_fold": {str(k): v for k, v in ten_fold["per_fold"].items()},
-        "auc": protocol.auc(scores[tested], same[tested]),
-        "eer": protocol.eer(scores[tested], same[tested]),
+    scored = tested & ~failed
+    report: dict = {"folds": sorted(evaluate), "n_pairs": int(tested.sum())}
+    if len(set(folds.tolist())) > 1:
+        ten_fold = protocol.ten_fold_accuracy(forced, same, folds, evaluate)
+        report |= {
+            "accuracy_mean": ten_fold["mean"],
+            "accuracy_std": ten_fold["std"],
+            "per_fold": {str(k): v for k, v in ten_fold["per_fold"].items()},
+        }
+    else:
+        report |= {"accuracy_mean": None, "accuracy_std": None, "per_fold": {}}
+    report |= {
+        "failed_pairs": int((tested & failed).sum()),
+        "n_pairs_scored": int(scored.sum()),
+        "auc": protocol.auc(scores[scored], same[scored]),
+        "eer": protocol.eer(scores[scored], same[scored]),
         "tar_at_far": {
-            name: protocol.tar_at_far(scores[tested], same[tested], far)[0] for name, far in FARS.items()
+            name: protocol.tar_at_far(scores[scored], same[scored], far)[0] for name, far in FARS.items()
         },
-        "n_pairs": int(tested.sum()),
-        "folds": sorted(evaluate),
     }
     if model_threshold is not None:
         report["model_threshold"] = model_threshold
         report["accuracy_at_model_threshold"] = protocol.accuracy_at(
-            scores[tested], same[tested], model_threshold
+            forced[tested], same[tested], model_threshold
         )
     return report
+
+
+def _score_pairs(
+    pipeline: FacePipeline,
+    pairs: list[Pair],
+    paths: dict[str, Path],
+    folds: list[int],
+    cache_dir: Path | None,
+    tag: str,
+    report_dir: Path | None,
+    title: str,
+) -> tuple[dict, dict]:
+    embedded = embed_images(pipeline, paths, cache_dir, tag)
+    scores, same, pair_folds = pair_arrays(pairs, embedded["embeddings"])
+    report = verification_report(scores, same, pair_folds, folds, pipeline.card.threshold)
+    tested_keys = {k for p in pairs if p.fold in folds for k in (p.first, p.second)}
+    report["no_face_count"] = sum(not embedded["found"][k] for k in tested_keys)
+    report["n_images"] = len(tested_keys)
+    report["model"] = {"name": pipeline.card.name, "version": pipeline.card.version}
+    report["providers"] = pipeline.providers
+    if report_dir is not None:
+        tested = np.isin(pair_folds, folds) & ~np.isnan(scores)
+        write_plots(scores[tested], same[tested], pipeline.card.threshold, Path(report_dir), title)
+    return report, embedded
 
 
 def evaluate_lfw(
@@ -108,10 +157,11 @@ def evaluate_lfw(
     report_dir: Path | None = None,
     threads: int = 0,
 ) -> dict:
+    """LFW View 2 on ``folds``; only the images of those folds' pairs are embedded."""
     pipeline = FacePipeline(model_dir, threads=threads)
     card_data = pipeline.card.data
     seen = sorted(set(card_data.get("train_folds", [])) | set(card_data.get("calibration_folds", [])))
-    folds = folds or card_data.get("test_folds") or list(range(1, 11))
+    folds = sorted(folds or card_data.get("test_folds") or range(1, 11))
     seen_requested = sorted(set(folds) & set(seen))
     if seen_requested and not include_seen:
         raise ValueError(
@@ -119,24 +169,76 @@ def evaluate_lfw(
             "its accuracy there would not be a test result (use --include-seen to measure it anyway)"
         )
     lfw = LFW(data)
-    pairs = lfw.pairs()
-    keys = sorted({k for p in pairs for k in (p.first, p.second)})
-    embedded = embed_images(pipeline, {k: lfw.path(k) for k in keys}, cache_dir)
-    scores, same, pair_folds = pair_arrays(pairs, embedded["embeddings"])
-    report = verification_report(scores, same, pair_folds, folds, pipeline.card.threshold)
-    tested_keys = {k for p in pairs if p.fold in folds for k in (p.first, p.second)}
-    report["no_face_count"] = sum(not embedded["found"][k] for k in tested_keys)
-    report["n_images"] = len(tested_keys)
+    pairs = [p for p in lfw.pairs() if p.fold in folds]
+    paths = {k: lfw.path(k) for p in pairs for k in (p.first, p.second)}
+    report, _ = _score_pairs(pipeline, pairs, paths, folds, cache_dir, "lfw", report_dir, "LFW pairs")
+    report["dataset"] = "LFW View 2"
     report["seen_folds_included"] = seen_requested
-    report["model"] = {"name": pipeline.card.name, "version": pipeline.card.version, "dir": str(model_dir)}
-    report["providers"] = pipeline.providers
-    if report_dir is not None:
-        tested = np.isin(pair_folds, folds)
-        write_plots(scores[tested], same[tested], pipeline.card.threshold, Path(report_dir))
+    report["model"]["dir"] = str(model_dir)
     return report
 
 
-def write_plots(scores: np.ndarray, same: np.ndarray, threshold: float, report_dir: Path) -> list[Path]:
+def evaluate_cfp(
+    model_dir: Path,
+    data: Path,
+    protocol_name: Protocol = "FF",
+    cache_dir: Path | None = None,
+    report_dir: Path | None = None,
+    threads: int = 0,
+) -> dict:
+    """CFP FF or FP, all ten folds. FF also scores every pair of frontal photos (all-vs-all): the true
+    accept rate at a low false accept rate, and the false accept rate each card threshold gives."""
+    pipeline = FacePipeline(model_dir, threads=threads)
+    cfp = CFP(data)
+    pairs = cfp.pairs(protocol_name)
+    paths = {k: cfp.path(k) for p in pairs for k in (p.first, p.second)}
+    if protocol_name == "FF":
+        paths |= {k: cfp.path(k) for keys in cfp.frontal_people().values() for k in keys}
+    folds = list(range(1, 11))
+    report, embedded = _score_pairs(
+        pipeline, pairs, paths, folds, cache_dir, "cfp", report_dir, f"CFP-{protocol_name} pairs"
+    )
+    report["dataset"] = f"CFP-{protocol_name}"
+    report["seen_folds_included"] = []
+    report["model"]["dir"] = str(model_dir)
+    if protocol_name == "FF":
+        keys = sorted(k for k in paths if embedded["found"][k])
+        vectors = np.stack([embedded["embeddings"][k] for k in keys])
+        report["all_vs_all"] = all_vs_all(
+            vectors, [k.split("/")[0] for k in keys], pipeline.card.thresholds.model_dump(by_alias=True)
+        )
+    return report
+
+
+def all_vs_all(embeddings: np.ndarray, people: list[str], thresholds: dict[str, float | None]) -> dict:
+    """Every unordered pair of distinct images: TAR at FAR 1e-3 and 1e-4, and the FAR and TAR that each
+    named threshold gives."""
+    from facever.training.calibrate import all_pairs
+
+    scores, same = all_pairs(embeddings, people)
+    impostors = np.sort(scores[~same])
+    genuine = scores[same]
+    result: dict = {"images": len(people), "genuine_pairs": int(same.sum()), "impostor_pairs": len(impostors)}
+    result["tar_at_far"] = {}
+    for name, far in (("1e-3", 1e-3), ("1e-4", 1e-4)):
+        allowed = int(np.floor(far * len(impostors)))
+        threshold = float(np.nextafter(impostors[len(impostors) - allowed - 1], np.inf))
+        result["tar_at_far"][name] = float(np.mean(genuine >= threshold))
+    result["at_card_thresholds"] = {
+        name: {
+            "threshold": value,
+            "far": float(1 - np.searchsorted(impostors, value, side="left") / len(impostors)),
+            "tar": float(np.mean(genuine >= value)),
+        }
+        for name, value in thresholds.items()
+        if value is not None
+    }
+    return result
+
+
+def write_plots(
+    scores: np.ndarray, same: np.ndarray, threshold: float, report_dir: Path, title: str = "LFW pairs"
+) -> list[Path]:
     """ROC curve and genuine/impostor score histogram as PNG files."""
     import matplotlib
 
@@ -151,7 +253,7 @@ def write_plots(scores: np.ndarray, same: np.ndarray, threshold: float, report_d
     ax.set(
         xlabel="false accept rate",
         ylabel="true accept rate",
-        title="ROC, LFW pairs",
+        title=f"ROC, {title}",
         xlim=(1e-4, 1),
         ylim=(0, 1.01),
     )
@@ -165,7 +267,7 @@ def write_plots(scores: np.ndarray, same: np.ndarray, threshold: float, report_d
     ax.hist(scores[same], bins, alpha=0.6, label="same person (genuine)")
     ax.hist(scores[~same], bins, alpha=0.6, label="different people (impostor)")
     ax.axvline(threshold, color="k", linestyle="--", label=f"model threshold {threshold:.3f}")
-    ax.set(xlabel="cosine similarity", ylabel="pairs", title="Score distributions, LFW pairs")
+    ax.set(xlabel="cosine similarity", ylabel="pairs", title=f"Score distributions, {title}")
     ax.legend()
     hist_path = report_dir / "scores.png"
     fig.savefig(hist_path, dpi=120, bbox_inches="tight")
@@ -174,21 +276,36 @@ def write_plots(scores: np.ndarray, same: np.ndarray, threshold: float, report_d
 
 
 def format_report(report: dict) -> str:
+    name = report.get("dataset", "LFW View 2")
     lines = [
-        f"LFW folds {report['folds']}: {report['n_pairs']} pairs, {report['n_images']} images, "
-        f"{report['no_face_count']} without a detected face (centre crop used)",
-        f"accuracy (10-fold protocol)  {report['accuracy_mean']:.4f} ± {report['accuracy_std']:.4f}",
+        f"{name} folds {report['folds']}: {report['n_pairs']} pairs, {report['n_images']} images, "
+        f"{report['no_face_count']} without a detected face ({report['failed_pairs']} pairs failed)",
     ]
+    if report["accuracy_mean"] is not None:
+        lines.append(
+            f"accuracy (10-fold protocol)  {report['accuracy_mean']:.4f} ± {report['accuracy_std']:.4f}"
+        )
     if "accuracy_at_model_threshold" in report:
         lines.append(
             f"accuracy at model threshold  {report['accuracy_at_model_threshold']:.4f} "
             f"(cosine >= {report['model_threshold']:.4f})"
         )
     lines += [
-        f"ROC AUC                      {report['auc']:.4f}",
+        f"ROC AUC                      {report['auc']:.4f}   (on {report['n_pairs_scored']} scored pairs)",
         f"EER                          {report['eer']:.4f}",
         "TAR @ FAR 1e-3 / 1e-2        {:.4f} / {:.4f}".format(*report["tar_at_far"].values()),
     ]
+    if "all_vs_all" in report:
+        every = report["all_vs_all"]
+        lines.append(
+            f"all-vs-all ({every['genuine_pairs']:,} genuine, {every['impostor_pairs']:,} impostor pairs): "
+            "TAR @ FAR 1e-3 / 1e-4 {:.4f} / {:.4f}".format(*every["tar_at_far"].values())
+        )
+        for label, point in every["at_card_thresholds"].items():
+            lines.append(
+                f"  card threshold {label:<13} {point['threshold']:.4f}: "
+                f"FAR {point['far']:.2e}, TAR {point['tar']:.4f}"
+            )
     if report["seen_folds_included"]:
         lines.append(
             f"WARNING: folds {report['seen_folds_included']} were seen in training: not a test result"

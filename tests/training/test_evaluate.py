@@ -1,0 +1,58 @@
+"""The evaluation scores pairs the way the service answers them: a photo without a face fails its pairs."""
+
+import numpy as np
+import pytest
+
+from facever.training.cfp import CFP
+from facever.training.evaluate import all_vs_all, verification_report
+
+
+def test_a_pair_with_no_face_is_wrong_at_every_threshold():
+    folds = np.repeat(np.arange(1, 11), 20)
+    same = np.tile([True] * 10 + [False] * 10, 10)
+    scores = np.where(same, 0.8, 0.1)  # perfectly separable
+    clean = verification_report(scores, same, folds, list(range(1, 11)), 0.45)
+    assert clean["accuracy_mean"] == 1.0 and clean["accuracy_at_model_threshold"] == 1.0
+
+    failed = scores.copy()
+    failed[[0, 15]] = np.nan  # fold 1: one same pair, one different pair without a face
+    report = verification_report(failed, same, folds, list(range(1, 11)), 0.45)
+    assert report["failed_pairs"] == 2 and report["n_pairs_scored"] == len(same) - 2
+    assert report["per_fold"]["1"]["accuracy"] == pytest.approx(18 / 20)
+    assert report["accuracy_at_model_threshold"] == pytest.approx(1 - 2 / len(same))
+    assert report["auc"] == 1.0  # AUC, EER and TAR are on the scored pairs only
+
+
+def test_one_fold_has_no_ten_fold_accuracy_but_has_the_models_own():
+    same = np.array([True, True, False, False])
+    report = verification_report(np.array([0.9, 0.7, 0.2, 0.7]), same, np.full(4, 10), [10], 0.65)
+    assert report["accuracy_mean"] is None
+    assert report["accuracy_at_model_threshold"] == 0.75
+
+
+def test_all_vs_all_reports_the_far_each_threshold_gives():
+    rng = np.random.default_rng(1)
+    people = np.repeat(np.arange(50), 4)
+    centres = rng.normal(size=(50, 16))
+    vectors = centres[people] + rng.normal(0, 0.3, (200, 16))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    result = all_vs_all(vectors, [str(p) for p in people], {"loose": -1.0, "strict": 1.01})
+    assert result["genuine_pairs"] == 50 * 6 and result["impostor_pairs"] == 200 * 199 // 2 - 300
+    assert result["at_card_thresholds"]["loose"]["far"] == 1.0
+    assert result["at_card_thresholds"]["strict"] == {"threshold": 1.01, "far": 0.0, "tar": 0.0}
+    assert 0.9 < result["tar_at_far"]["1e-3"] <= 1.0
+
+
+def test_cfp_protocols_have_ten_identity_disjoint_folds(cfp_root):
+    cfp = CFP(cfp_root)
+    for protocol in ("FF", "FP"):
+        pairs = cfp.pairs(protocol)
+        assert len(pairs) == 7000 and sum(p.same for p in pairs) == 3500
+        assert all((p.first.split("/")[0] == p.second.split("/")[0]) == p.same for p in pairs)
+        people = {}
+        for p in pairs:
+            people.setdefault(p.fold, set()).update({p.first.split("/")[0], p.second.split("/")[0]})
+        assert all(not people[a] & people[b] for a in people for b in people if a != b)
+        second_view = {p.second.split("/")[1] for p in pairs}
+        assert second_view == ({"frontal"} if protocol == "FF" else {"profile"})
+        assert cfp.path(pairs[0].first).is_file() and cfp.path(pairs[-1].second).is_file()
