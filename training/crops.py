@@ -1,4 +1,8 @@
-"""A cache of aligned face crops, so that detection runs once per image and not once per epoch."""
+"""A cache of aligned face crops, so that detection runs once per image and not once per epoch.
+
+Crops are kept as luma: the training images (the LFW copy) are grayscale, so nothing is lost, and a
+network that takes RGB gets the grey crop on its three channels (``data.to_channels``).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from facever.model.alignment import align, template
 from facever.model.detection import DetectorConfig, FaceDetector
-from facever.model.images import read_image
-from facever.model.runtime import crop_face
+from facever.model.images import read_image, to_luma
+
+# Mean MTCNN landmarks over LFW's 250x250 images, as fractions of the image side: where a
+# typically framed face sits. Training crops an image without a detected face there.
+TYPICAL_LANDMARKS = np.array(
+    [[0.4125, 0.4512], [0.5891, 0.4475], [0.5007, 0.5528], [0.4270, 0.6439], [0.5803, 0.6414]]
+)
+
+
+def fallback_landmarks(shape: tuple[int, ...]) -> np.ndarray:
+    """Landmarks for the centre of an image in which no face was found."""
+    height, width = shape[:2]
+    side = min(height, width)
+    offset = np.array([(width - side) / 2, (height - side) / 2])
+    return TYPICAL_LANDMARKS * side + offset
 
 
 @dataclass
@@ -38,13 +56,15 @@ def _init_worker(config: dict) -> None:
     _worker_detector = FaceDetector(DetectorConfig(**config), device="cpu", threads=1)
 
 
-def _crop_one(job: tuple[str, int, int, float]) -> tuple[np.ndarray, bool, np.ndarray]:
-    path, size, pad, zoom = job
+def _crop_one(job: tuple[str, list, int]) -> tuple[np.ndarray, bool, np.ndarray]:
+    path, points, side = job
     image = read_image(path)
     faces = _worker_detector.detect(image)
-    face = faces[0] if faces else None
-    landmarks = face.landmarks if face is not None else np.full((5, 2), np.nan, np.float32)
-    return crop_face(image, face, size, pad, zoom), face is not None, landmarks
+    found = bool(faces)
+    # Training keeps the images without a detected face, framed as a typical LFW face would be.
+    landmarks = faces[0].landmarks if found else fallback_landmarks(image.shape)
+    crop = to_luma(align(image, landmarks, np.asarray(points), side))
+    return crop, found, landmarks if found else np.full((5, 2), np.nan, np.float32)
 
 
 def load_or_build(
@@ -55,20 +75,26 @@ def load_or_build(
     zoom: float = 1.0,
     detector: DetectorConfig | None = None,
     workers: int | None = None,
+    points: np.ndarray | None = None,
 ) -> CropCache:
-    """Aligned crops for every key in ``paths``, read from ``cache_dir`` when already built."""
+    """Aligned crops for every key in ``paths``, read from ``cache_dir`` when already built.
+
+    ``points``: the five template points in the (size + 2 pad)^2 crop; default the ArcFace layout.
+    """
     detector = detector or DetectorConfig()
     keys = sorted(paths)
-    recipe = {"keys": keys, "size": size, "pad": pad, "detector": asdict(detector), "version": 2}
-    if zoom != 1.0:
-        recipe["zoom"] = zoom
+    side = size + 2 * pad
+    if points is None:
+        points = template(size, pad, zoom)
+    points = np.round(np.asarray(points, np.float64), 4).tolist()
+    recipe = {"keys": keys, "side": side, "points": points, "detector": asdict(detector), "version": 3}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     cache_file = Path(cache_dir) / f"crops-{size}-{pad}-{digest}.npz"
     if cache_file.exists():
         data = np.load(cache_file)
         return CropCache(keys, data["crops"], data["found"], data["landmarks"], size, pad)
 
-    jobs = [(str(paths[key]), size, pad, zoom) for key in keys]
+    jobs = [(str(paths[key]), points, side) for key in keys]
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(asdict(detector),)) as pool:
         results = list(

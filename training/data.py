@@ -76,6 +76,11 @@ def centre_crop(crops: torch.Tensor, size: int) -> torch.Tensor:
     return crops[:, None, pad : pad + size, pad : pad + size].float()
 
 
+def to_channels(pixels: torch.Tensor, channels: int) -> torch.Tensor:
+    """(N, 1, S, S) grey pixels -> (N, channels, S, S): a network that takes RGB sees grey as R = G = B."""
+    return pixels if channels == 1 else pixels.expand(-1, channels, -1, -1).contiguous()
+
+
 def augment(
     crops: torch.Tensor, size: int, config: AugmentConfig, generator: torch.Generator
 ) -> torch.Tensor:

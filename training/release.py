@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facever.model.alignment import template
-from facever.model.card import AlignmentSpec, InputSpec, ModelCard, Thresholds
+from facever.model.card import ModelCard, Thresholds
 from facever.model.export import export_onnx
 from facever.model.runtime import FacePipeline
 from facever.training.calibrate import calibrate
@@ -19,6 +18,7 @@ from facever.training.config import TrainConfig
 from facever.training.data import split_people
 from facever.training.evaluate import embed_images
 from facever.training.lfw import LFW
+from facever.training.networks import DLIB_WEIGHTS_SOURCE, alignment_spec, input_spec
 
 
 def git_commit() -> str | None:
@@ -31,7 +31,7 @@ def git_commit() -> str | None:
 
 
 def load_checkpoint(path: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
-    from facever.training.train import build_network
+    from facever.training.networks import build_network
 
     state = torch.load(path, map_location="cpu", weights_only=False)
     config = TrainConfig.model_validate(state["config"])
@@ -56,16 +56,20 @@ def release(
 
     split = split_people(lfw, config.data.test_folds, config.data.calibration_folds)
     all_folds = set(range(1, 11))
-    size = config.network.input_size
+    trained = state["step"] > 0
+    training = {
+        "config": config.model_dump(),
+        "steps": state["step"],
+        "validation": state["history"][-1] if state["history"] else None,
+    }
+    if config.network.pretrained == "dlib":
+        training["initial_weights"] = DLIB_WEIGHTS_SOURCE
     card = ModelCard(
         name=config.name,
         version=config.version,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        input=InputSpec(size=size),
-        alignment=AlignmentSpec(
-            template=np.round(template(size, zoom=config.data.crop_zoom), 4).tolist(),
-            zoom=config.data.crop_zoom,
-        ),
+        input=input_spec(config),
+        alignment=alignment_spec(config),
         embedding_size=config.network.embedding_size,
         flip_test_time=config.network.flip_test_time,
         threshold=0.0,
@@ -74,29 +78,37 @@ def release(
             "dataset": "LFW (grayscale copy), ../shared/data/lfw",
             "train_folds": sorted(
                 all_folds - set(config.data.test_folds) - set(config.data.calibration_folds)
-            ),
-            "train_note": "every person in no test or calibration fold, people in no fold included",
+            )
+            if trained
+            else [],
+            "train_note": "every person in no test or calibration fold, people in no fold included"
+            if trained
+            else "not trained by facever on LFW: the weights are used as imported",
             "calibration_folds": config.data.calibration_folds,
             "test_folds": config.data.test_folds,
             **split.describe(),
         },
-        training={
-            "config": config.model_dump(),
-            "steps": state["step"],
-            "validation": state["history"][-1] if state["history"] else None,
-        },
+        training=training,
         git_commit=git_commit(),
     )
     card.save(out_dir)  # provisional: the runtime needs a card to load the model for calibration
 
     pipeline = FacePipeline(out_dir, threads=threads)
     keys = [k for v in split.calibration.values() for k in v]
-    embedded = embed_images(pipeline, {k: lfw.path(k) for k in keys})
+    embedded = embed_images(pipeline, {k: lfw.path(k) for k in keys}, Path(config.data.cache_dir), "lfw")
+    without_face = [k for k in keys if not embedded["found"][k]]
+    keys = [k for k in keys if embedded["found"][k]]  # the service would refuse the others
     embeddings = np.stack([embedded["embeddings"][k] for k in keys])
     result = calibrate(embeddings, [k.split("/")[0] for k in keys])
     thresholds = result.pop("thresholds")
     card.thresholds = Thresholds.model_validate(thresholds)
     card.threshold = thresholds["best_accuracy"]
-    card.calibration = {"folds": config.data.calibration_folds, "images": len(keys), **result}
+    card.identify_threshold = thresholds["far_1e-4"]
+    card.calibration = {
+        "folds": config.data.calibration_folds,
+        "images": len(keys),
+        "images_without_face": len(without_face),
+        **result,
+    }
     card.save(out_dir)
     return card

@@ -20,13 +20,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from facever.model.network import EmbeddingNet
 from facever.training import crops as crop_cache
 from facever.training import protocol
 from facever.training.config import TrainConfig
-from facever.training.data import PKSampler, augment, centre_crop, split_people
+from facever.training.data import PKSampler, augment, centre_crop, split_people, to_channels
 from facever.training.lfw import LFW
 from facever.training.losses import ArcFaceLoss, BatchHardTripletLoss, ContrastiveLoss, DistillationLoss
+from facever.training.networks import build_network, crop_template
 
 log = logging.getLogger("facever.training")
 
@@ -37,13 +37,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_network(config: TrainConfig) -> EmbeddingNet:
-    net = config.network
-    return EmbeddingNet(
-        net.input_size, tuple(net.widths), tuple(net.blocks), net.embedding_size, net.dropout, net.stem_stride
-    )
 
 
 class Objective(torch.nn.Module):
@@ -86,10 +79,14 @@ def learning_rate(step: int, total: int, config: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def embed_crops(model: EmbeddingNet, crops: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
+def embed_crops(model: torch.nn.Module, crops: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
     model.eval()
+    device = next(model.parameters()).device
+    channels = getattr(model, "input_channels", 1)
     out = [
-        model(centre_crop(torch.from_numpy(crops[i : i + batch]), size)).numpy()
+        model(to_channels(centre_crop(torch.from_numpy(crops[i : i + batch]), size), channels).to(device))
+        .cpu()
+        .numpy()
         for i in range(0, len(crops), batch)
     ]
     model.train()
@@ -152,11 +149,21 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
             : config.data.max_train_people
         ]
         training_people = {p: training_people[p] for p in sorted(most)}
+    checkpoint_path = out_dir / CHECKPOINT
+    if config.optim.epochs == 0:
+        # Nothing to fit: the (pretrained) network as it is, e.g. dlib's imported weights.
+        if ddp.main and not checkpoint_path.exists():
+            model = build_network(config)
+            save_checkpoint(checkpoint_path, model, None, None, None, 0, [], config)
+        ddp.close()
+        return checkpoint_path
     validating = config.run.validate_every > 0
     size, pad = config.network.input_size, config.data.crop_pad
     needed = [training_people] + ([split.calibration] if validating else [])
     keys = {k: lfw.path(k) for people in needed for v in people.values() for k in v}
-    cache = crop_cache.load_or_build(keys, size, pad, Path(config.data.cache_dir), config.data.crop_zoom)
+    cache = crop_cache.load_or_build(
+        keys, size, pad, Path(config.data.cache_dir), points=crop_template(config, pad)
+    )
     index = cache.index()
 
     train_keys = [k for v in training_people.values() for k in v]
@@ -169,6 +176,7 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
 
     # channels-last convolutions run ~1.4x faster on CPU (oneDNN) and on GPU tensor cores
     model = build_network(config).to(ddp.device, memory_format=torch.channels_last)
+    channels = getattr(model, "input_channels", 1)
     objective = Objective(config, len(people)).to(ddp.device)
     parameters = list(model.parameters()) + list(objective.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
@@ -178,7 +186,6 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
         total_steps = min(total_steps, max_steps)
 
     step, history = 0, []
-    checkpoint_path = out_dir / CHECKPOINT
     if config.run.init_from and not checkpoint_path.exists():
         state = torch.load(config.run.init_from, map_location="cpu", weights_only=False)
         model.load_state_dict(state.get("model", state))
@@ -202,7 +209,7 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
     model.train()
     while step < total_steps:
         batch = sampler.batch()
-        pixels = augment(crops[batch], size, config.augment, generator)
+        pixels = to_channels(augment(crops[batch], size, config.augment, generator), channels)
         pixels = pixels.to(ddp.device, memory_format=torch.channels_last)
         batch_labels = torch.from_numpy(labels[batch]).to(ddp.device)
         batch_teacher = torch.from_numpy(teacher[batch]).to(ddp.device) if teacher is not None else None
@@ -271,9 +278,9 @@ def save_checkpoint(path, model, objective, optimizer, sampler, step, history, c
     torch.save(
         {
             "model": model.state_dict(),
-            "objective": objective.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "sampler_rng": sampler.rng,
+            "objective": objective.state_dict() if objective is not None else None,
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "sampler_rng": sampler.rng if sampler is not None else None,
             "torch_rng": torch.get_rng_state(),
             "step": step,
             "history": history,
