@@ -59,9 +59,21 @@ def identities_by_id(session: Session, ids: Iterable[int]) -> dict[int, Identity
     }
 
 
-def list_identities(session: Session, offset: int, limit: int) -> tuple[list[Identity], int]:
-    total = session.scalar(select(func.count()).select_from(Identity)) or 0
-    page = session.scalars(select(Identity).order_by(Identity.id).offset(offset).limit(limit)).all()
+def list_identities(
+    session: Session, offset: int, limit: int, without_model: ModelRef | None = None
+) -> tuple[list[Identity], int]:
+    """A page of identities and their total; with ``without_model``, only those that have no template
+    of that model (to re-enroll after a model change)."""
+    query = select(Identity)
+    if without_model is not None:
+        current = select(Face.id).where(
+            Face.identity_id == Identity.id,
+            Face.model_name == without_model.name,
+            Face.model_version == without_model.version,
+        )
+        query = query.where(~current.exists())
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = session.scalars(query.order_by(Identity.id).offset(offset).limit(limit)).all()
     return list(page), total
 
 

@@ -23,7 +23,10 @@ IDENTITY_SCORE_EXPLANATION = (
 IDENTIFY_SCORE_EXPLANATION = (
     "each identity's score is its best match: the highest cosine similarity (-1 to 1, higher = more alike) "
     "between the probe face and any of its templates made by the current model; identities are ranked by it. "
-    "Only identities with score >= threshold are listed unless include_below_threshold is true."
+    "Only identities with score >= threshold are listed unless include_below_threshold is true. The "
+    "threshold is identify's own, stricter than verify's (by default the model card's identify_threshold, "
+    "calibrated for a false accept rate of 1e-4 per comparison): a probe is compared with every enrolled "
+    "person, and each comparison is one more chance of a false match."
 )
 
 _THRESHOLD = Field(
@@ -396,8 +399,11 @@ class Limits(BaseModel):
 class InfoResponse(BaseModel):
     service: dict[str, str]
     model: dict[str, Any] = Field(description="the model card")
-    threshold: float = Field(description="the decision threshold in use (cosine similarity)")
+    threshold: float = Field(description="verify's decision threshold in use (cosine similarity)")
+    identify_threshold: float = Field(description="identify's decision threshold in use (cosine similarity)")
     score_type: str = SCORE_TYPE
+    model_source: str = Field(description="FACEVER_MODEL: a shipped model's name or a folder")
+    shipped_models: list[str] = Field(description="the models inside the package, by name (FACEVER_MODEL)")
     providers: list[str] = Field(description="onnxruntime execution providers in use, preferred first")
     gallery: GalleryInfo
     auth: str = Field(description="enabled or disabled")

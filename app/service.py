@@ -47,6 +47,18 @@ class Service:
     def threshold_for(self, requested: float | None) -> float:
         return self.threshold if requested is None else requested
 
+    @property
+    def identify_threshold(self) -> float:
+        """1:N identify's threshold: FACEVER_IDENTIFY_THRESHOLD, else the card's (stricter than verify's:
+        a probe meets every enrolled person, each a chance of a false match), else the verify one."""
+        if self.settings.identify_threshold is not None:
+            return self.settings.identify_threshold
+        card = self.pipeline.card
+        return card.identify_threshold if card.identify_threshold is not None else self.threshold
+
+    def identify_threshold_for(self, requested: float | None) -> float:
+        return self.identify_threshold if requested is None else requested
+
     def policy_for(self, requested: MultiFacePolicy | None) -> MultiFacePolicy:
         return requested or self.settings.multi_face_policy
 

@@ -16,8 +16,14 @@ MultiFacePolicy = Literal["largest", "single"]
 MIB = 1024 * 1024
 
 
-def shipped_model_dir() -> Path:
-    return Path(str(files("facever.model") / "default"))
+def shipped_model_dir(name: str = "default") -> Path:
+    return Path(str(files("facever.model") / name))
+
+
+def shipped_models() -> list[str]:
+    """Names of the models that ship inside the package (folders of facever.model with a model card)."""
+    root = Path(str(files("facever.model")))
+    return sorted(p.parent.name for p in root.glob("*/model_card.json"))
 
 
 class Settings(BaseSettings):
@@ -28,8 +34,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: sqlite:///path (WAL mode) or postgresql+psycopg://user@host/db",
     )
     auto_migrate: bool = Field(True, description="apply the database migrations when the service starts")
-    model_dir: Path | None = Field(
-        None, description="facever.onnx + model_card.json; default: the shipped model"
+    model: str = Field(
+        "default",
+        description="a shipped model's name (see /v1/info) or the path of a folder with facever.onnx + "
+        "model_card.json",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="onnxruntime device: auto = CUDA when available, else CPU"
@@ -38,7 +46,13 @@ class Settings(BaseSettings):
         0, ge=0, description="onnxruntime threads per inference; 0 = CPU cores / inference workers"
     )
     threshold: float | None = Field(
-        None, ge=-1.0, le=1.0, description="decision threshold (cosine similarity); default: the model card's"
+        None, ge=-1.0, le=1.0, description="verify threshold (cosine similarity); default: the model card's"
+    )
+    identify_threshold: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="identify threshold (cosine similarity); default: the model card's, stricter than verify",
     )
 
     auth: Literal["enabled", "disabled"] = Field(
@@ -74,7 +88,16 @@ class Settings(BaseSettings):
 
     @property
     def resolved_model_dir(self) -> Path:
-        return self.model_dir or shipped_model_dir()
+        """FACEVER_MODEL as a folder: a shipped model's name, else a path."""
+        if self.model in shipped_models():
+            return shipped_model_dir(self.model)
+        path = Path(self.model).expanduser()
+        if not (path / "model_card.json").is_file():
+            raise ValueError(
+                f"FACEVER_MODEL={self.model!r} is neither a shipped model ({', '.join(shipped_models())}) "
+                "nor a folder with facever.onnx and model_card.json"
+            )
+        return path
 
     @property
     def resolved_inference_workers(self) -> int:

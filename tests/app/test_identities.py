@@ -214,3 +214,47 @@ def test_identities_are_paged(client):
         ]
     assert seen == sorted(seen) and set(created) <= set(seen)
     assert client.get("/v1/identities", params={"limit": 0}, headers=ADMIN).status_code == 422
+
+
+def test_identify_uses_its_own_stricter_threshold(client, pipeline):
+    card = pipeline.card
+    assert card.identify_threshold is not None and card.identify_threshold > card.threshold
+    serena = create(client, "Serena for identify")
+    enroll_lfw(client, serena["id"], SERENA_ENROLL)
+    found = identify(client, SERENA_PROBE, include_below_threshold="true", top_k="100")
+    assert found["threshold"] == pytest.approx(card.identify_threshold)
+    assert all(m["above_threshold"] == (m["score"] >= card.identify_threshold) for m in found["matches"])
+    strict = identify(client, SERENA_PROBE, top_k="100")
+    assert all(m["score"] >= card.identify_threshold for m in strict["matches"])
+    info = client.get("/v1/info", headers=VERIFY).json()
+    assert info["threshold"] == pytest.approx(card.threshold)
+    assert info["identify_threshold"] == pytest.approx(card.identify_threshold)
+    assert "default" in info["shipped_models"] and info["model_source"] == "default"
+
+
+def test_identities_to_re_enroll_after_a_model_change(client, database_url):
+    current = create(client, "Enrolled with the current model")
+    enroll_lfw(client, current["id"], SERENA_ENROLL[:1])
+    older = create(client, "Enrolled with an older model only")
+    empty = create(client, "Never enrolled")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                Face.__table__.insert().values(
+                    identity_id=older["id"],
+                    model_name="facever",
+                    model_version="0.1.0",
+                    embedding=b"\0" * 512,
+                    detection_score=0.99,
+                )
+            )
+    finally:
+        engine.dispose()
+    page = client.get("/v1/identities", params={"needs_reenrollment": "true", "limit": 500}, headers=ADMIN)
+    assert page.status_code == 200, page.text
+    listed = {item["id"]: item for item in page.json()["items"]}
+    assert current["id"] not in listed
+    assert {older["id"], empty["id"]} <= set(listed)
+    assert listed[older["id"]]["face_count"] == 0 and listed[older["id"]]["other_model_face_count"] == 1
+    assert page.json()["total"] == len(listed)

@@ -42,7 +42,7 @@ async def identify(request: Request, service: ServiceDep) -> IdentifyResponse:
     if error := first_error(analysis, uploads):
         raise error
     probe = analysis.results[0]
-    threshold = service.threshold_for(options.threshold)
+    threshold = service.identify_threshold_for(options.threshold)
     top_k = options.top_k or service.settings.default_top_k
     gallery_size = service.gallery.size
 

@@ -80,7 +80,8 @@ def create_identity(body: IdentityCreate, service: ServiceDep) -> IdentityOut:
     "",
     response_model=IdentityPage,
     summary="List identities",
-    description="Identities in creation order, a page at a time.",
+    description="Identities in creation order, a page at a time. `needs_reenrollment=true` lists only "
+    "those with no template of the current model (after a model change: enroll their photos again).",
     dependencies=[AdminScope],
     responses=error_responses(401, 403, 422),
 )
@@ -88,9 +89,13 @@ def list_identities(
     service: ServiceDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    needs_reenrollment: Annotated[
+        bool, Query(description="only identities with no template of the current model")
+    ] = False,
 ) -> IdentityPage:
     with service.session() as session:
-        identities, total = crud.list_identities(session, offset, limit)
+        without = service.model if needs_reenrollment else None
+        identities, total = crud.list_identities(session, offset, limit, without)
         counts = crud.face_counts(session, [identity.id for identity in identities], service.model)
     return IdentityPage(
         items=[_identity_out(identity, counts[identity.id]) for identity in identities],

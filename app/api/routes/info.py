@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from facever.app.api.deps import ServiceDep, VerifyScope
 from facever.app.api.responses import error_responses
+from facever.app.core.config import shipped_models
 from facever.app.schemas import GalleryInfo, InfoResponse, Limits
 
 router = APIRouter(prefix="/v1", tags=["operations"])
@@ -38,6 +39,9 @@ async def info(service: ServiceDep) -> InfoResponse:
         service={"name": "facever", "version": _package_version()},
         model=service.pipeline.card.model_dump(mode="json", by_alias=True),
         threshold=service.threshold,
+        identify_threshold=service.identify_threshold,
+        model_source=settings.model,
+        shipped_models=shipped_models(),
         providers=service.pipeline.providers,
         gallery=GalleryInfo(
             templates=service.gallery.size,
