@@ -76,8 +76,10 @@ def model_info(model_dir: Path) -> dict:
         "version": card.version,
         "created": card.created,
         "input_size": card.input.size,
+        "input_channels": card.input.channels,
         "embedding_size": card.embedding_size,
         "threshold": card.threshold,
+        "identify_threshold": card.identify_threshold,
     }
 
 

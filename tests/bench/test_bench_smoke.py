@@ -78,13 +78,28 @@ def test_speed(smoke):
     for run in runs.values():
         assert set(run["engines"]) == {"facever", "dlib"}
         for engine in run["engines"].values():
+            assert engine["faces_found"] + engine["no_face"] == run["images"]
+            assert engine["detect_align"]["n"] == run["images"]
+            assert engine["embed"]["n"] == engine["total"]["n"] == engine["faces_found"] > 0
             for part in ("detect_align", "embed", "total"):
                 assert {"median_ms", "p95_ms"} <= engine[part].keys()
         assert set(run["batch"]) == {"1", "8", "32", "128"}
         assert all(b["faces_per_s"] > 0 for b in run["batch"].values())
+        passes = run["detector_passes"]["sources"]
+        assert set(passes) == {"LFW", "CFP profile"}
+        n_profiles = payload["config"]["cfp_profile_images"]
+        assert sum(group["images"] for group in passes["CFP profile"].values()) == n_profiles > 0
+        for groups in passes.values():
+            assert set(groups) == {"first pass", "second pass", "no face"}
+            for group in groups.values():
+                assert group["detect"]["n"] == group["first_pass_only"]["n"] == group["images"]
     ratios = payload["results"]["ratios"]
     assert {r["facever"] for r in ratios} >= {run["label"] for run in runs.values()}
     assert all(r["detect_align"] > 0 and r["embed"] > 0 for r in ratios)
+    embedding = payload["results"]["embedding_one_core"]
+    assert embedding["setting"] == runs[1]["label"] and embedding["ratio"] > 0
+    medians = [runs[1]["engines"][name]["embed"]["median_ms"] for name in ("dlib", "facever")]
+    assert embedding["ratio"] == pytest.approx(medians[0] / medians[1])
 
 
 def test_load(smoke):
