@@ -64,7 +64,7 @@ class Server:
             **os.environ,
             "FACEVER_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
             "FACEVER_AUTH": "disabled",
-            "FACEVER_MODEL_DIR": str(model_dir),
+            "FACEVER_MODEL": str(model_dir),
             "FACEVER_LOG_LEVEL": os.environ.get("FACEVER_LOG_LEVEL", "WARNING"),
         }
         self.process: subprocess.Popen | None = None
@@ -193,10 +193,14 @@ def main() -> None:
     levels_wanted = [int(c) for c in (args.levels or ("1,4" if args.smoke else "1,8,32")).split(",")]
     pairs = choose_pairs(args.data, args.pairs or (4 if args.smoke else 200))
 
+    model = common.model_info(args.model)
     with tempfile.TemporaryDirectory() as workdir, Server(args.model, Path(workdir)) as server:
         info = httpx.get(f"{server.url}/v1/info", timeout=10).json()
         if os.environ.get("FACEVER_DEVICE") == "cuda" and info["providers"][0] != "CUDAExecutionProvider":
             raise SystemExit(f"FACEVER_DEVICE=cuda but the service runs on {info['providers']}")
+        served = (info["model"]["name"], info["model"]["version"])
+        if served != (model["name"], model["version"]):
+            raise SystemExit(f"the service runs {served}, not the model of {args.model}")
         rss_start = server.rss()
         pairs, dropped = asyncio.run(screen(server.url, pairs))
         if not pairs:
@@ -210,7 +214,7 @@ def main() -> None:
         rss_peak = server.rss("VmHWM")
 
     config = {
-        "model": common.model_info(args.model),
+        "model": model,
         "duration_s_per_level": duration,
         "levels": levels_wanted,
         "pairs": len(pairs) + len(dropped),
@@ -219,11 +223,17 @@ def main() -> None:
             "command": "facever serve (1 uvicorn worker), SQLite, FACEVER_AUTH=disabled",
             "providers": info.get("providers"),
             "inference_workers": info.get("inference_workers"),
+            "ort_threads": info.get("ort_threads"),
+            "threshold": info.get("threshold"),
             "env": {k: v for k, v in os.environ.items() if k.startswith("FACEVER_")},
         },
     }
     results = {"levels": levels, "rss_start_bytes": rss_start, "rss_peak_bytes": rss_peak}
-    run.finish(config, results, {"POST /v1/verify under load": table(levels, rss_start)})
+    title = (
+        f"POST /v1/verify under load ({len(os.sched_getaffinity(0))} CPUs, server and client; "
+        f"{info.get('inference_workers')} inference workers × {info.get('ort_threads')} onnxruntime threads)"
+    )
+    run.finish(config, results, {title: table(levels, rss_start)})
 
 
 if __name__ == "__main__":
