@@ -6,10 +6,11 @@ size runs in a fresh process, so that its memory figures are its own: the bytes 
 ids, and the growth of the process's resident memory (VmRSS) when the gallery is loaded.
 
 Probes are noisy copies of gallery templates, their cosine with the source halfway between the
-model's threshold and 1, so a search has a real match. Timed: ``search(probe, top_k=5, min_score)``
-with the model's threshold (what identify does by default) and with no threshold (the top 5
-regardless of score). Also timed: adding one template (an enrollment) and removing one identity (a
-deletion), as the gallery applies them while it serves. numpy's BLAS uses every core it is given.
+model's identify threshold and 1, so a search has a real match. Timed: ``search(probe, top_k=5,
+min_score)`` with the model card's identify threshold (what identify does by default; the verify
+threshold where the card has none) and with no threshold (the top 5 regardless of score). Also
+timed: adding one template (an enrollment) and removing one identity (a deletion), as the gallery
+applies them while it serves. numpy's BLAS uses every core it is given.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1000] if args.smoke else list(SIZES))
     spec = {
         "dim": args.dim or model["embedding_size"],
-        "threshold": model["threshold"],
+        "threshold": model["identify_threshold"] or model["threshold"],
         "probes": args.probes or (20 if args.smoke else 200),
         "changes": 3 if args.smoke else 10,
     }
