@@ -51,11 +51,15 @@ def train(
     ),
     max_steps: Annotated[int | None, typer.Option(help="stop after this many steps (smoke runs)")] = None,
     evaluate: Annotated[bool, typer.Option(help="evaluate the exported model on the test folds")] = True,
+    cfp: Annotated[
+        Path, typer.Option(help="CFP folder, evaluated too when it exists (never trained or calibrated on)")
+    ] = DEFAULT_CFP,
 ) -> None:
-    """Train the embedding network, export it with a calibrated threshold, evaluate it on the test folds."""
+    """Train the embedding network, export it with a calibrated threshold, evaluate it on the test folds
+    (LFW fold 10 on its own, all the test folds, and CFP FF and FP); the figures go into the model card."""
     _logging()
     from facever.training.config import load_config
-    from facever.training.evaluate import evaluate_lfw, format_report, save_json
+    from facever.training.evaluate import evaluate_cfp, evaluate_lfw, format_report, save_json
     from facever.training.release import release
     from facever.training.train import train as run_training
 
@@ -66,12 +70,22 @@ def train(
     model_dir = out / "model"
     card = release(checkpoint, model_dir)
     typer.echo(f"exported {model_dir} (threshold {card.threshold:.4f})")
-    if evaluate:
-        report = evaluate_lfw(model_dir, Path(settings.data.lfw), cache_dir=Path(settings.data.cache_dir))
-        save_json(report, out / "eval.json")
-        card.metrics = {"lfw": {k: report[k] for k in _CARD_METRICS}}
-        card.save(model_dir)
-        typer.echo(format_report(report))
+    if not evaluate:
+        return
+    cache = Path(settings.data.cache_dir)
+    lfw = Path(settings.data.lfw)
+    reports = {"lfw_fold10": evaluate_lfw(model_dir, lfw, [10], cache_dir=cache)}
+    if card.data["test_folds"] != [10]:
+        reports["lfw"] = evaluate_lfw(model_dir, lfw, cache_dir=cache)
+    if (cfp / "Protocol").is_dir():
+        for protocol in ("FF", "FP"):
+            reports[f"cfp_{protocol.lower()}"] = evaluate_cfp(model_dir, cfp, protocol, cache)
+    save_json(reports, out / "eval.json")
+    card.metrics = {
+        name: {k: report[k] for k in _CARD_METRICS if k in report} for name, report in reports.items()
+    }
+    card.save(model_dir)
+    typer.echo("\n\n".join(format_report(report) for report in reports.values()))
 
 
 _CARD_METRICS = (
@@ -85,6 +99,9 @@ _CARD_METRICS = (
     "tar_at_far",
     "no_face_count",
     "failed_pairs",
+    "n_images",
+    "dataset",
+    "all_vs_all",
 )
 
 

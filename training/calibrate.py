@@ -14,9 +14,15 @@ from facever.training import protocol
 FARS = {"far_1e-2": 1e-2, "far_1e-3": 1e-3, "far_1e-4": 1e-4}
 
 
-def all_pairs(embeddings: np.ndarray, people: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine similarity and same-person flag of every unordered pair of distinct images."""
+def all_pairs(
+    embeddings: np.ndarray, people: list[str], metric: str = "cosine"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score and same-person flag of every unordered pair of distinct images: the cosine similarity of
+    unit vectors, or minus the Euclidean distance (``metric="euclidean"``, dlib's)."""
     similarity = embeddings @ embeddings.T
+    if metric == "euclidean":
+        squared = (embeddings * embeddings).sum(1)
+        similarity = -np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * similarity, 0.0))
     first, second = np.triu_indices(len(people), k=1)
     names = np.asarray(people)
     return similarity[first, second], names[first] == names[second]

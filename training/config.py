@@ -77,6 +77,9 @@ class OptimConfig(Strict):
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_fraction: float = 0.03
+    # Fine-tune only the parameters whose names start with one of these (e.g. ["units.12", "fc"]);
+    # None trains every parameter.
+    train_only: list[str] | None = None
 
 
 class RunConfig(Strict):

@@ -148,6 +148,20 @@ def _score_pairs(
     return report, embedded
 
 
+def first_pairs(pairs: list[Pair], per_fold: int | None) -> list[Pair]:
+    """The first ``per_fold`` same and different pairs of every fold (quick runs); all when None."""
+    if per_fold is None:
+        return pairs
+    counts: dict[tuple[int, bool], int] = {}
+    chosen = []
+    for pair in pairs:
+        key = (pair.fold, pair.same)
+        if counts.get(key, 0) < per_fold:
+            counts[key] = counts.get(key, 0) + 1
+            chosen.append(pair)
+    return chosen
+
+
 def evaluate_lfw(
     model_dir: Path,
     data: Path,
@@ -156,6 +170,7 @@ def evaluate_lfw(
     cache_dir: Path | None = None,
     report_dir: Path | None = None,
     threads: int = 0,
+    per_fold: int | None = None,
 ) -> dict:
     """LFW View 2 on ``folds``; only the images of those folds' pairs are embedded."""
     pipeline = FacePipeline(model_dir, threads=threads)
@@ -169,7 +184,7 @@ def evaluate_lfw(
             "its accuracy there would not be a test result (use --include-seen to measure it anyway)"
         )
     lfw = LFW(data)
-    pairs = [p for p in lfw.pairs() if p.fold in folds]
+    pairs = first_pairs([p for p in lfw.pairs() if p.fold in folds], per_fold)
     paths = {k: lfw.path(k) for p in pairs for k in (p.first, p.second)}
     report, _ = _score_pairs(pipeline, pairs, paths, folds, cache_dir, "lfw", report_dir, "LFW pairs")
     report["dataset"] = "LFW View 2"
@@ -185,14 +200,16 @@ def evaluate_cfp(
     cache_dir: Path | None = None,
     report_dir: Path | None = None,
     threads: int = 0,
+    per_fold: int | None = None,
 ) -> dict:
     """CFP FF or FP, all ten folds. FF also scores every pair of frontal photos (all-vs-all): the true
-    accept rate at a low false accept rate, and the false accept rate each card threshold gives."""
+    accept rate at a low false accept rate, and the false accept rate each card threshold gives.
+    ``per_fold`` keeps only the first pairs of each fold, and all-vs-all only their photos (quick runs)."""
     pipeline = FacePipeline(model_dir, threads=threads)
     cfp = CFP(data)
-    pairs = cfp.pairs(protocol_name)
+    pairs = first_pairs(cfp.pairs(protocol_name), per_fold)
     paths = {k: cfp.path(k) for p in pairs for k in (p.first, p.second)}
-    if protocol_name == "FF":
+    if protocol_name == "FF" and per_fold is None:
         paths |= {k: cfp.path(k) for keys in cfp.frontal_people().values() for k in keys}
     folds = list(range(1, 11))
     report, embedded = _score_pairs(
@@ -210,12 +227,17 @@ def evaluate_cfp(
     return report
 
 
-def all_vs_all(embeddings: np.ndarray, people: list[str], thresholds: dict[str, float | None]) -> dict:
+def all_vs_all(
+    embeddings: np.ndarray,
+    people: list[str],
+    thresholds: dict[str, float | None],
+    metric: str = "cosine",
+) -> dict:
     """Every unordered pair of distinct images: TAR at FAR 1e-3 and 1e-4, and the FAR and TAR that each
-    named threshold gives."""
+    named threshold gives. Scores are cosine similarities, or minus the Euclidean distance."""
     from facever.training.calibrate import all_pairs
 
-    scores, same = all_pairs(embeddings, people)
+    scores, same = all_pairs(embeddings, people, metric)
     impostors = np.sort(scores[~same])
     genuine = scores[same]
     result: dict = {"images": len(people), "genuine_pairs": int(same.sum()), "impostor_pairs": len(impostors)}

@@ -87,6 +87,7 @@ def release(
             "calibration_folds": config.data.calibration_folds,
             "test_folds": config.data.test_folds,
             **split.describe(),
+            **({} if trained else {"train": {"people": 0, "images": 0}}),
         },
         training=training,
         git_commit=git_commit(),

@@ -56,10 +56,6 @@ class DlibPeer:
         return self.embed(rgb, rect), found
 
 
-def grey_to_rgb(grey: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
-
-
 _peer: DlibPeer | None = None
 
 
@@ -72,7 +68,7 @@ def _init_worker() -> None:
 def _embed_one(path: str) -> tuple[np.ndarray, bool]:
     from facever.model.images import read_image
 
-    return _peer.embed_image(grey_to_rgb(read_image(path)))
+    return _peer.embed_image(read_image(path))  # RGB; LFW's grey photos as three equal channels
 
 
 def load_or_build(paths: dict[str, Path], cache_dir: Path, workers: int | None = None) -> dict:

@@ -178,7 +178,11 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
     model = build_network(config).to(ddp.device, memory_format=torch.channels_last)
     channels = getattr(model, "input_channels", 1)
     objective = Objective(config, len(people)).to(ddp.device)
-    parameters = list(model.parameters()) + list(objective.parameters())
+    if config.optim.train_only is not None:
+        prefixes = tuple(config.optim.train_only)
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.startswith(prefixes))
+    parameters = [p for p in model.parameters() if p.requires_grad] + list(objective.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     sampler = PKSampler(labels, config.batch, config.run.seed + 1000 * ddp.rank)
     total_steps = max(1, round(config.optim.epochs * len(train_keys) / (sampler.batch_size * ddp.world)))
