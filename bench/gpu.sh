@@ -10,6 +10,10 @@
 # 3. runs bench/speed.py (facever on 1 core, all cores and the GPU; dlib on the CPU) and
 #    bench/load.py with FACEVER_DEVICE=cuda, writing bench/results/speed-gpu.json and load-gpu.json;
 # 4. rewrites BENCHMARKS.md's tables. The whole script stops after 10 minutes.
+# Before all that, with the interpreter in TORCH_PYTHON (default python3) if it has PyTorch with CUDA,
+# bench/gpu_torch.py measures the network and its fine-tuning step on the GPU through PyTorch
+# (bench/results/gpu-torch.json): that part needs no download, so it also runs on a machine that
+# cannot install onnxruntime-gpu.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=${VENV:-build/venv-gpu}  # build/ is git-ignored
@@ -21,6 +25,13 @@ left() { local s=$((deadline - SECONDS)); echo $((s > 0 ? s : 1)); }
 log() { printf '[gpu.sh %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
 log "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi not found')"
+TORCH_PYTHON=${TORCH_PYTHON:-python3}
+if "$TORCH_PYTHON" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+  log "the network on the GPU through PyTorch ($(left) s left)"
+  timeout "$(left)" "$TORCH_PYTHON" bench/gpu_torch.py "$@"
+else
+  log "skipping bench/gpu_torch.py: $TORCH_PYTHON has no PyTorch with CUDA"
+fi
 [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
 log "installing facever[gpu] + httpx + dlib into $VENV"
 timeout "$(left)" "$VENV/bin/python" -m pip install --quiet --upgrade pip

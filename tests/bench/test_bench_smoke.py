@@ -150,4 +150,4 @@ def test_report_writes_the_tables_between_the_markers(smoke, results_dir, tmp_pa
         assert "Smoke run of" in section
         for table in payload["tables"].values():
             assert table in section
-    assert "Not run: no GPU machine was available" in text  # no GPU results: sections kept
+    assert "Not run: no GPU machine with onnxruntime-gpu was available" in text  # no result: kept
