@@ -158,11 +158,11 @@ class VerifyResponse(BaseModel):
             "examples": [
                 {
                     "verified": True,
-                    "score": 0.7314,
-                    "threshold": 0.4231,
+                    "score": 0.9370,
+                    "threshold": 0.9090,
                     "score_type": SCORE_TYPE,
                     "score_explanation": SCORE_EXPLANATION,
-                    "model": {"name": "facever", "version": "1.0.0"},
+                    "model": {"name": "facever-dlib", "version": "1.0.0"},
                     "faces": [_FACE_EXAMPLE, {**_FACE_EXAMPLE, "image": "image2"}],
                     "timing_ms": {"total": 61.2, "queue": 0.1, "decode": 1.2, "detect": 38.5, "embed": 20.3},
                     "request_id": "6f1c2a9e0b7d4c55a1e2f3a4b5c6d7e8",
@@ -274,7 +274,7 @@ class EnrollResponse(BaseModel):
                             "error": {"code": "no_face", "message": "no face was found in the image"},
                         },
                     ],
-                    "model": {"name": "facever", "version": "1.0.0"},
+                    "model": {"name": "facever-dlib", "version": "1.0.0"},
                     "timing_ms": {"total": 120.4, "queue": 0.1, "decode": 2.3, "detect": 80.1, "embed": 30.2},
                     "request_id": "6f1c2a9e0b7d4c55a1e2f3a4b5c6d7e8",
                 }
@@ -354,16 +354,16 @@ class IdentifyResponse(BaseModel):
                     "matches": [
                         {
                             "identity": {"id": 1, "name": "Ada Lovelace", "external_id": "employee-1815"},
-                            "score": 0.8123,
+                            "score": 0.9515,
                             "above_threshold": True,
                             "face_id": 17,
                         }
                     ],
-                    "threshold": 0.4231,
+                    "threshold": 0.9469,
                     "score_type": SCORE_TYPE,
                     "score_explanation": IDENTIFY_SCORE_EXPLANATION,
                     "gallery_size": 1204,
-                    "model": {"name": "facever", "version": "1.0.0"},
+                    "model": {"name": "facever-dlib", "version": "1.0.0"},
                     "face": {**_FACE_EXAMPLE, "image": "image"},
                     "timing_ms": {
                         "total": 70.3,
