@@ -94,6 +94,7 @@ class RunConfig(Strict):
 class TrainConfig(Strict):
     name: str = "facever"
     version: str = "0.1.0"
+    notes: str = ""  # copied into the model card's training section
     data: DataConfig = Field(default_factory=DataConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)

@@ -64,6 +64,8 @@ def release(
     }
     if config.network.pretrained == "dlib":
         training["initial_weights"] = DLIB_WEIGHTS_SOURCE
+    if config.notes:
+        training["notes"] = config.notes
     card = ModelCard(
         name=config.name,
         version=config.version,
