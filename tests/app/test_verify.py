@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import io
 
+import numpy as np
 import pytest
+from PIL import Image
 from service_samples import DIFFERENT_PEOPLE, SAME_PERSON, VERIFY, files, lfw
 
+from facever.model.alignment import align, template
 from facever.model.detection import LANDMARK_NAMES
+from facever.model.images import decode_image
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +95,20 @@ def test_the_request_id_is_echoed_or_made(app):
     assert mine.headers["X-Request-ID"] == "trace-42"
     insane = app.get("/healthz", headers={"X-Request-ID": "not ok\t!" * 30})
     assert insane.headers["X-Request-ID"] != "not ok\t!" * 30
+
+
+def test_an_already_cropped_face_filling_the_photo_is_found_and_verified(app, pipeline):
+    """A tight aligned crop (the face fills all of it) goes through the detector's second pass."""
+    photo = lfw(*SAME_PERSON[0])
+    image = decode_image(photo)
+    face = pipeline.detect(image)[0]
+    crop = align(image, face.landmarks, template(112, zoom=1.6), 112)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(crop)).save(buffer, format="PNG")
+    response = app.post(
+        "/v1/verify", files=files(image1=buffer.getvalue(), image2=lfw(*SAME_PERSON[1])), headers=VERIFY
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["verified"] is True, body["score"]
+    assert body["faces"][0]["image_size"] == {"width": 112, "height": 112}
