@@ -59,7 +59,7 @@ def train(
     (LFW fold 10 on its own, all the test folds, and CFP FF and FP); the figures go into the model card."""
     _logging()
     from facever.training.config import load_config
-    from facever.training.evaluate import evaluate_cfp, evaluate_lfw, format_report, save_json
+    from facever.training.evaluate import evaluate_into_card, format_report, save_json
     from facever.training.release import release
     from facever.training.train import train as run_training
 
@@ -72,37 +72,34 @@ def train(
     typer.echo(f"exported {model_dir} (threshold {card.threshold:.4f})")
     if not evaluate:
         return
-    cache = Path(settings.data.cache_dir)
-    lfw = Path(settings.data.lfw)
-    reports = {"lfw_fold10": evaluate_lfw(model_dir, lfw, [10], cache_dir=cache)}
-    if card.data["test_folds"] != [10]:
-        reports["lfw"] = evaluate_lfw(model_dir, lfw, cache_dir=cache)
-    if (cfp / "Protocol").is_dir():
-        for protocol in ("FF", "FP"):
-            reports[f"cfp_{protocol.lower()}"] = evaluate_cfp(model_dir, cfp, protocol, cache)
+    reports = evaluate_into_card(model_dir, Path(settings.data.lfw), cfp, Path(settings.data.cache_dir))
     save_json(reports, out / "eval.json")
-    card.metrics = {
-        name: {k: report[k] for k in _CARD_METRICS if k in report} for name, report in reports.items()
-    }
-    card.save(model_dir)
     typer.echo("\n\n".join(format_report(report) for report in reports.values()))
 
 
-_CARD_METRICS = (
-    "folds",
-    "n_pairs",
-    "accuracy_mean",
-    "accuracy_std",
-    "accuracy_at_model_threshold",
-    "auc",
-    "eer",
-    "tar_at_far",
-    "no_face_count",
-    "failed_pairs",
-    "n_images",
-    "dataset",
-    "all_vs_all",
-)
+@app.command()
+def quantize(
+    model: Annotated[Path, typer.Option(help="the exported float model to quantise")] = Path("model/default"),
+    out: Annotated[Path, typer.Option(help="folder for the int8 facever.onnx and its model card")] = Path(
+        "runs/int8/model"
+    ),
+    data: Annotated[Path, typer.Option(help="LFW folder: calibration folds' photos")] = DEFAULT_DATA,
+    cfp: Annotated[Path, typer.Option(help="CFP folder, evaluated too when it exists")] = DEFAULT_CFP,
+    cache_dir: Annotated[Path, typer.Option(help="embedding cache")] = Path(".cache"),
+    evaluate: Annotated[bool, typer.Option(help="evaluate the int8 model like facever train does")] = True,
+) -> None:
+    """An int8 copy of an exported model (onnxruntime static quantisation, calibrated on the calibration
+    folds' people), with its own calibrated thresholds and evaluation in its card."""
+    _logging()
+    from facever.training.evaluate import evaluate_into_card, format_report, save_json
+    from facever.training.quantize import quantize as run_quantize
+
+    card = run_quantize(model, out, data, cache_dir)
+    typer.echo(f"quantised {model} -> {out} (threshold {card.threshold:.4f})")
+    if evaluate:
+        reports = evaluate_into_card(out, data, cfp, cache_dir)
+        save_json(reports, out.parent / "eval.json")
+        typer.echo("\n\n".join(format_report(report) for report in reports.values()))
 
 
 @app.command()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from facever.model.card import ONNX_FILE
+from facever.model.card import ONNX_FILE, ModelCard
 from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
 from facever.training import protocol
@@ -225,6 +225,40 @@ def evaluate_cfp(
             vectors, [k.split("/")[0] for k in keys], pipeline.card.thresholds.model_dump(by_alias=True)
         )
     return report
+
+
+CARD_METRICS: tuple[str, ...] = (  # the figures kept in the model card
+    "folds",
+    "n_pairs",
+    "accuracy_mean",
+    "accuracy_std",
+    "accuracy_at_model_threshold",
+    "auc",
+    "eer",
+    "tar_at_far",
+    "no_face_count",
+    "failed_pairs",
+    "n_images",
+    "dataset",
+    "all_vs_all",
+)
+
+
+def evaluate_into_card(model_dir: Path, lfw: Path, cfp: Path, cache: Path) -> dict[str, dict]:
+    """LFW fold 10 on its own, all the card's test folds, and CFP FF and FP when there; the figures go
+    into the model card."""
+    card = ModelCard.load(model_dir)
+    reports = {"lfw_fold10": evaluate_lfw(model_dir, lfw, [10], cache_dir=cache)}
+    if card.data["test_folds"] != [10]:
+        reports["lfw"] = evaluate_lfw(model_dir, lfw, cache_dir=cache)
+    if (cfp / "Protocol").is_dir():
+        for protocol in ("FF", "FP"):
+            reports[f"cfp_{protocol.lower()}"] = evaluate_cfp(model_dir, cfp, protocol, cache)
+    card.metrics = {
+        name: {k: report[k] for k in CARD_METRICS if k in report} for name, report in reports.items()
+    }
+    card.save(model_dir)
+    return reports
 
 
 def all_vs_all(

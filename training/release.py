@@ -95,10 +95,20 @@ def release(
         git_commit=git_commit(),
     )
     card.save(out_dir)  # provisional: the runtime needs a card to load the model for calibration
+    return calibrate_card(out_dir, lfw, config.data.calibration_folds, Path(config.data.cache_dir), threads)
 
-    pipeline = FacePipeline(out_dir, threads=threads)
-    keys = [k for v in split.calibration.values() for k in v]
-    embedded = embed_images(pipeline, {k: lfw.path(k) for k in keys}, Path(config.data.cache_dir), "lfw")
+
+def calibrate_card(
+    model_dir: Path, lfw: LFW, calibration_folds: list[int], cache_dir: Path | None, threads: int = 0
+) -> ModelCard:
+    """Calibrate the thresholds of the model in ``model_dir`` on every pair of photos of the calibration
+    folds' people, through the service's runtime, and write them into its card."""
+    pipeline = FacePipeline(model_dir, threads=threads)
+    card = pipeline.card
+    folds = lfw.fold_identities()
+    people = lfw.identities()
+    keys = [k for fold in calibration_folds for p in sorted(folds[fold]) for k in people.get(p, [])]
+    embedded = embed_images(pipeline, {k: lfw.path(k) for k in keys}, cache_dir, "lfw")
     without_face = [k for k in keys if not embedded["found"][k]]
     keys = [k for k in keys if embedded["found"][k]]  # the service would refuse the others
     embeddings = np.stack([embedded["embeddings"][k] for k in keys])
@@ -108,10 +118,10 @@ def release(
     card.threshold = thresholds["best_accuracy"]
     card.identify_threshold = thresholds["far_1e-4"]
     card.calibration = {
-        "folds": config.data.calibration_folds,
+        "folds": calibration_folds,
         "images": len(keys),
         "images_without_face": len(without_face),
         **result,
     }
-    card.save(out_dir)
+    card.save(model_dir)
     return card
