@@ -12,24 +12,10 @@ from facever.model.dlib_resnet import DlibResNet
 from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
 from facever.training.config import load_config
-from facever.training.lfw import LFW
 from facever.training.release import release
 from facever.training.train import train
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def fold9_lfw(lfw_root, tmp_path_factory):
-    """An LFW folder holding 12 of fold 9's people (the calibration fold) and the official pairs."""
-    lfw = LFW(lfw_root)
-    people = sorted(p for p in lfw.fold_identities()[9] if 2 <= len(lfw.identities().get(p, [])) <= 6)[:12]
-    root = tmp_path_factory.mktemp("lfw-fold9")
-    (root / "images").mkdir()
-    (root / "pairs.txt").symlink_to(lfw_root / "pairs.txt")
-    for person in people:
-        (root / "images" / person).symlink_to(lfw_root / "images" / person)
-    return root
 
 
 def test_the_imported_network_exports_with_a_calibrated_card(fold9_lfw, tmp_path):

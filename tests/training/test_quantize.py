@@ -1,0 +1,38 @@
+"""facever quantize: an int8 copy of the shipped model, calibrated on fold-9 people only, that embeds
+faces as the float model does and carries its own name and thresholds."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facever.model.card import ONNX_FILE
+from facever.model.images import read_image
+from facever.model.runtime import FacePipeline
+from facever.training.quantize import quantize
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_int8_copy_embeds_like_the_float_model(fold9_lfw, tmp_path):
+    source = Path(__file__).resolve().parents[2] / "model" / "default"
+    card = quantize(source, tmp_path / "int8", fold9_lfw)
+
+    float_card = FacePipeline(source, device="cpu").card
+    assert card.name == f"{float_card.name}-int8" and card.version == float_card.version
+    assert card.training["quantization"]["calibration_folds"] == [9]
+    assert card.calibration["folds"] == [9] and card.calibration["images"] > 0
+    points = card.thresholds
+    assert points.far_1e_2 <= points.far_1e_3 <= points.far_1e_4 == card.identify_threshold
+    assert (tmp_path / "int8" / ONNX_FILE).stat().st_size < (source / ONNX_FILE).stat().st_size / 2
+
+    float_model, int8_model = (
+        FacePipeline(source, device="cpu"),
+        FacePipeline(tmp_path / "int8", device="cpu"),
+    )
+    chips = []
+    for person in sorted((fold9_lfw / "images").iterdir())[:4]:
+        image = read_image(sorted(person.glob("*.jpg"))[0])
+        chips.append(float_model.crop(image, float_model.detect(image)[0]))
+    cosines = (float_model.embed(np.stack(chips)) * int8_model.embed(np.stack(chips))).sum(1)
+    assert cosines.min() > 0.995, cosines
