@@ -14,7 +14,7 @@ from pathlib import Path
 
 import common
 
-SECTIONS = ("accuracy", "speed", "load", "gallery", "speed-gpu", "load-gpu", "gpu-torch")
+SECTIONS = ("accuracy", "speed", "speed-int8", "load", "gallery", "speed-gpu", "load-gpu", "gpu-torch")
 
 
 def provenance(payload: dict) -> str:
