@@ -38,6 +38,7 @@ def smoke(results_dir, lfw_root):
     def run(name: str) -> dict:
         if name not in done:
             command = [sys.executable, str(BENCH / f"{name}.py"), "--smoke", "--out", str(results_dir)]
+            command += ["--name", name]
             command += ["--data", str(lfw_root)]
             if model := os.environ.get("FACEVER_TEST_MODEL_DIR"):
                 command += ["--model", model]
@@ -132,6 +133,17 @@ def test_gallery(smoke):
     for key in ("search_threshold", "search_no_threshold", "add_one_template", "remove_one_identity"):
         assert {"median_ms", "p99_ms"} <= size[key].keys()
     assert size["probes_matched_at_threshold"] == size["probes"]  # every probe finds its source
+
+
+def test_gpu_torch(smoke):
+    """Runs on whatever device there is (the CPU in CI): the shape of the GPU sitting's result."""
+    payload = smoke("gpu_torch")
+    check_common(payload, "gpu-torch")
+    results = payload["results"]
+    assert {"float32", "bfloat16"} == {r["precision"] for r in results["inference"]}
+    assert all(r["faces_per_s"] > 0 for r in results["inference"] + results["onnxruntime_cpu"])
+    assert all(r["images_per_s"] > 0 for r in results["training"])
+    assert results["min_cosine_vs_onnx_cpu"]["float32"] > 0.999  # the same network as the shipped ONNX
 
 
 def test_report_writes_the_tables_between_the_markers(smoke, results_dir, tmp_path):
