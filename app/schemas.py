@@ -223,7 +223,12 @@ class IdentityPage(BaseModel):
 class EnrollOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    multi_face_policy: MultiFacePolicy | None = _POLICY
+    multi_face_policy: MultiFacePolicy | None = Field(
+        None,
+        description="several faces in an image: enrollment rejects such an image ('single', the default "
+        "here whatever FACEVER_MULTI_FACE_POLICY says) unless 'largest' is asked for, which enrolls "
+        "the largest face",
+    )
 
 
 class EnrollJSON(EnrollOptions):

@@ -171,8 +171,10 @@ async def delete_face(identity_id: int, face_id: int, service: ServiceDep) -> Re
     status_code=201,
     summary="Enroll faces",
     description="Send one or more images (repeat the multipart field `images`, or a JSON list of base64 "
-    "strings). Each image is accepted (its largest face becomes a template) or rejected with a reason code; "
-    "the others are enrolled all the same. The status is 201 when at least one face was enrolled, 200 when "
+    "strings). Each image is accepted (its face becomes a template) or rejected with a reason code; "
+    "an image with several faces is rejected (`multiple_faces`) unless `multi_face_policy` is `largest`, "
+    "which enrolls the largest face; the other images are enrolled all the same. The status is 201 when "
+    "at least one face was enrolled, 200 when "
     "none was. Only the embedding is stored, never the image.",
     dependencies=[AdminScope],
     responses={200: {"description": "No face enrolled: every image was rejected"}}
@@ -188,7 +190,8 @@ async def enroll_faces(
     uploads, options = await read_image_request(
         request, ENROLL_FIELDS, EnrollOptions, EnrollJSON, service.settings
     )
-    analysis = await service.analyser.analyse(uploads, service.policy_for(options.multi_face_policy))
+    # Enrollment never picks one face of several silently: 'largest' only when the caller asks for it.
+    analysis = await service.analyser.analyse(uploads, options.multi_face_policy or "single")
     accepted = [(i, r) for i, r in enumerate(analysis.results) if isinstance(r, AnalysedFace)]
     face_ids: dict[int, int] = {}
     if accepted:
