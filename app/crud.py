@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from facever.app.core import security
 from facever.app.db.models import ApiKey, Face, GalleryChange, GalleryState, Identity
+from facever.app.db.session import erase_deleted
 from facever.app.templates import ModelRef, from_bytes, to_bytes
 
 # Versions of the change log kept for replicas catching up; one further behind reloads the gallery.
@@ -148,6 +149,7 @@ def delete_identity(session: Session, identity_id: int) -> bool:
         return False
     session.add(GalleryChange(version=version, op="remove_identity", identity_id=identity_id))
     session.commit()
+    erase_deleted(session.get_bind())
     return True
 
 
@@ -161,6 +163,7 @@ def delete_face(session: Session, identity_id: int, face_id: int) -> bool:
         return False
     session.add(GalleryChange(version=version, op="remove_face", face_id=face_id))
     session.commit()
+    erase_deleted(session.get_bind())
     return True
 
 

@@ -1,0 +1,151 @@
+"""Erasure: after DELETE of an identity or of one face returns, no file of the SQLite database (main
+file, -wal, -shm) holds the deleted templates' bytes; on PostgreSQL the service vacuums the faces
+table after a delete (best effort, in the background)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from service_samples import ADMIN, lfw
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+
+def create(client, name: str) -> int:
+    response = client.post("/v1/identities", json={"name": name}, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def enroll(client, identity_id: int, photos) -> list[int]:
+    response = client.post(
+        f"/v1/identities/{identity_id}/faces",
+        files=[("images", (f"{p}_{n}.jpg", lfw(p, n))) for p, n in photos],
+        headers=ADMIN,
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["rejected"] == 0, response.text
+    return [result["face_id"] for result in response.json()["results"]]
+
+
+def stored_templates(database: Path, face_ids: list[int]) -> dict[int, bytes]:
+    """The exact embedding bytes of these faces, read from the database file itself."""
+    connection = sqlite3.connect(database)
+    try:
+        rows = connection.execute(
+            f"SELECT id, embedding FROM faces WHERE id IN ({','.join('?' * len(face_ids))})", face_ids
+        ).fetchall()
+    finally:
+        connection.close()
+    assert len(rows) == len(face_ids)
+    return {face_id: bytes(blob) for face_id, blob in rows}
+
+
+def needles(template: bytes) -> list[bytes]:
+    """The whole template and a distinctive slice of it (32 floats from the middle)."""
+    middle = len(template) // 2
+    return [template, template[middle : middle + 128]]
+
+
+def files_holding(directory: Path, template: bytes) -> list[str]:
+    found = []
+    for path in sorted(directory.iterdir()):
+        content = path.read_bytes()
+        if any(needle in content for needle in needles(template)):
+            found.append(path.name)
+    return found
+
+
+@pytest.fixture
+def sqlite_app(tmp_path, start_app):
+    with start_app(f"sqlite:///{tmp_path / 'facever.db'}") as client:
+        yield client, tmp_path
+
+
+def test_secure_delete_is_on_for_every_connection(sqlite_app):
+    client, _ = sqlite_app
+    engine = client.app.state.service.database.engine
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_no_database_file_keeps_deleted_templates(sqlite_app):
+    client, directory = sqlite_app
+    bush = create(client, "George W. Bush")
+    bush_faces = enroll(client, bush, [("George_W_Bush", n) for n in (1, 2, 3, 4)])
+    serena = create(client, "Serena Williams")
+    serena_faces = enroll(client, serena, [("Serena_Williams", n) for n in (1, 2, 3)])
+    templates = stored_templates(directory / "facever.db", bush_faces + serena_faces)
+    # The search finds them while they are stored (in the -wal file or the main file).
+    assert all(files_holding(directory, template) for template in templates.values())
+
+    assert client.delete(f"/v1/identities/{bush}", headers=ADMIN).status_code == 204
+    response = client.delete(f"/v1/identities/{serena}/faces/{serena_faces[0]}", headers=ADMIN)
+    assert response.status_code == 204
+
+    names = sorted(path.name for path in directory.iterdir())
+    assert "facever.db" in names
+    for face_id in bush_faces + serena_faces[:1]:
+        assert files_holding(directory, templates[face_id]) == [], f"face {face_id} is still in {names}"
+    for face_id in serena_faces[1:]:  # what was not deleted is still stored, and found by the search
+        assert files_holding(directory, templates[face_id]), face_id
+
+    # The service goes on as before, and what it kept survives a restart.
+    assert client.get(f"/v1/identities/{serena}", headers=ADMIN).json()["face_count"] == 2
+
+
+def test_a_delete_while_a_reader_holds_an_old_snapshot_still_erases_once_it_ends(sqlite_app):
+    """A TRUNCATE checkpoint waits for readers on an older snapshot; the delete's response waits too."""
+    client, directory = sqlite_app
+    powell = create(client, "Colin Powell")
+    faces = enroll(client, powell, [("Colin_Powell", 1), ("Colin_Powell", 2)])
+    templates = stored_templates(directory / "facever.db", faces)
+    reader = sqlite3.connect(directory / "facever.db", check_same_thread=False, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM faces").fetchone()[0] >= 2  # holds this snapshot
+    ending = threading.Timer(0.5, reader.close)
+    ending.start()
+    try:
+        started = time.monotonic()
+        response = client.delete(f"/v1/identities/{powell}/faces/{faces[0]}", headers=ADMIN)
+        assert response.status_code == 204
+        assert time.monotonic() - started >= 0.3  # it waited for the reader
+    finally:
+        ending.join()
+    assert files_holding(directory, templates[faces[0]]) == []
+    assert files_holding(directory, templates[faces[1]])
+
+
+@pytest.mark.postgres
+def test_postgres_vacuums_the_faces_table_after_a_delete(start_app):
+    from conftest import postgres_schema
+
+    with postgres_schema() as url, start_app(url) as client:
+        schema = make_url(url).query["options"].split("=", 1)[1]
+        identity = create(client, "Jennifer Aniston")
+        faces = enroll(client, identity, [("Jennifer_Aniston", 1), ("Jennifer_Aniston", 2)])
+        assert client.delete(f"/v1/identities/{identity}/faces/{faces[0]}", headers=ADMIN).status_code == 204
+        assert client.delete(f"/v1/identities/{identity}", headers=ADMIN).status_code == 204
+        engine = create_engine(url)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                with engine.connect() as connection:
+                    vacuumed = connection.execute(
+                        text(
+                            "SELECT last_vacuum FROM pg_stat_user_tables "
+                            "WHERE schemaname = :schema AND relname = 'faces'"
+                        ),
+                        {"schema": schema},
+                    ).scalar()
+                if vacuumed is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        finally:
+            engine.dispose()
+        assert vacuumed is not None, "the faces table was not vacuumed after the delete"
