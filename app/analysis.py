@@ -8,6 +8,9 @@ waiting for a slot, further ones are refused with 503 rather than piling up in m
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,10 +23,30 @@ from facever.app import metrics
 from facever.app.core.config import MultiFacePolicy
 from facever.app.errors import ApiError, api_error_from_image
 from facever.model.detection import DetectedFace
-from facever.model.images import ImageError, ImageLimits, decode_image
+from facever.model.images import DecodedImage, ImageError, ImageLimits, load_image, open_image
 from facever.model.runtime import FacePipeline
 
 T = TypeVar("T")
+
+# An image of more pixels than this is "large": decoding it can take up to ~5 bytes a pixel at full
+# size before it is reduced (a 40 MP PNG: 160 MB as RGBA), so only LARGE_DECODES of them are decoded
+# at the same time, whatever the number of inference workers; the rest wait their turn.
+LARGE_IMAGE_PIXELS = 4_000_000
+LARGE_DECODES = 1
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's malloc_trim(0): hand freed heap memory back to the system (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+release_memory = _malloc_trim()
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,10 @@ class FaceAnalyser:
         self.limits = limits
         self.max_queue = max_queue
         self.limiter = anyio.CapacityLimiter(workers)
+        self.large_decodes = threading.BoundedSemaphore(LARGE_DECODES)
+        # The detector works on images of at most this side; larger ones are reduced while decoded
+        # (never below it), and face coordinates are mapped back to the original's pixels.
+        self.working_side = pipeline.detector.config.max_side
 
     async def run(self, function: Callable[..., T], *args) -> T:
         """Run blocking ``function`` in a worker thread, within the inference concurrency limit."""
@@ -120,7 +147,8 @@ class FaceAnalyser:
         if upload.error is not None:
             raise upload.error
         start = time.perf_counter()
-        image = decode_image(upload.data, self.limits)
+        decoded_image = self._decode(upload.data)
+        image = decoded_image.pixels
         decoded = time.perf_counter()
         faces = self.pipeline.detect(image)
         detected = time.perf_counter()
@@ -136,9 +164,42 @@ class FaceAnalyser:
                 f"{len(faces)} faces were found and the multi-face policy is 'single'; "
                 "send an image with one face, or use the policy 'largest'",
             )
-        height, width = image.shape[:2]
-        chosen = AnalysedFace(np.empty(0, np.float32), faces[0], len(faces), width, height)
-        return chosen, self.pipeline.crop(image, faces[0])
+        crop = self.pipeline.crop(image, faces[0])
+        chosen = AnalysedFace(
+            np.empty(0, np.float32),
+            _in_original_pixels(faces[0], decoded_image),
+            len(faces),
+            decoded_image.width,
+            decoded_image.height,
+        )
+        return chosen, crop
+
+    def _decode(self, data: bytes) -> DecodedImage:
+        """Decode (reduced to the detector's working size); large images one at a time."""
+        image = open_image(data, self.limits)
+        width, height = image.size
+        if width * height <= LARGE_IMAGE_PIXELS:
+            return load_image(image, self.working_side)
+        with self.large_decodes:
+            try:
+                return load_image(image, self.working_side)
+            finally:
+                image.close()
+                del image
+                release_memory()
+
+
+def _in_original_pixels(face: DetectedFace, image: DecodedImage) -> DetectedFace:
+    """A face found in a reduced image, in the pixels of the original image."""
+    sx, sy = image.scale_x, image.scale_y
+    if sx == 1.0 and sy == 1.0:
+        return face
+    x1, y1, x2, y2 = face.box
+    return replace(
+        face,
+        box=(x1 * sx, y1 * sy, x2 * sx, y2 * sy),
+        landmarks=(face.landmarks * np.array([sx, sy], np.float32)).astype(np.float32),
+    )
 
 
 def first_error(analysis: Analysis, uploads: Sequence[Upload]) -> ApiError | None:

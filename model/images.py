@@ -11,10 +11,11 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from math import ceil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"})
 
@@ -34,8 +35,38 @@ class ImageLimits:
     max_pixels: int = 40_000_000
 
 
-def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
-    """Bytes of an image file -> HxWx3 uint8 RGB array, or ImageError."""
+@dataclass(frozen=True)
+class DecodedImage:
+    """An upload's pixels, possibly reduced for the detector, and the size of the original."""
+
+    pixels: np.ndarray  # HxWx3 uint8 RGB; reduced when the original is much larger than needed
+    width: int  # of the original image, as seen (after EXIF orientation)
+    height: int
+
+    @property
+    def scale_x(self) -> float:
+        """Pixels of the original image per pixel of ``pixels``, across (1.0: not reduced)."""
+        return self.width / self.pixels.shape[1]
+
+    @property
+    def scale_y(self) -> float:
+        return self.height / self.pixels.shape[0]
+
+
+# EXIF orientation -> the transposition that shows the image upright (as ImageOps.exif_transpose).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def open_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """Read an image's header (its pixels are not decoded yet) and check it against ``limits``."""
     if not data:
         raise ImageError("empty_image", "the image is empty (0 bytes)")
     if len(data) > limits.max_bytes:
@@ -46,6 +77,13 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError("not_an_image", "the data is not an image in a format facever reads") from None
+    except Image.DecompressionBombError:
+        # Pillow refuses images of more than 2 x Image.MAX_IMAGE_PIXELS before we see their size.
+        raise ImageError(
+            "too_many_pixels",
+            f"the image has more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels; "
+            f"the limit is {limits.max_pixels}",
+        ) from None
     except Exception as exc:  # PIL raises many kinds on garbage headers
         raise ImageError("corrupt_image", f"the image header could not be read: {exc}") from None
     if image.format not in SUPPORTED_FORMATS:
@@ -61,12 +99,38 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
         )
     if width < 1 or height < 1:
         raise ImageError("corrupt_image", "the image has no pixels")
+    return image
+
+
+def load_image(image: Image.Image, working_side: int | None = None) -> DecodedImage:
+    """Decode an image from ``open_image`` into RGB pixels.
+
+    With ``working_side``, an image whose longer side is at least twice that is reduced while it is
+    decoded (JPEG: DCT scaling; others: an integer box reduction before any mode conversion), never
+    below ``working_side`` on its longer side: a 6300x6300 photo becomes 900x900 instead of
+    160 MB of pixels, and a detector working at ``working_side`` sees the same face. Smaller images
+    are decoded as they are. ``width``/``height`` are always the original's.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            width, height = image.size
+            longer = max(width, height)
+            if working_side and longer >= 2 * working_side and image.format in {"JPEG", "MPO"}:
+                scale = working_side / longer
+                image.draft(image.mode, (max(1, ceil(width * scale)), max(1, ceil(height * scale))))
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            orientation = image.getexif().get(0x0112)
+            sixteen_bit = image.mode.startswith("I;16")
+            if working_side and max(image.size) >= 2 * working_side:
+                image = _reducible(image)
+                image = image.reduce(max(image.size) // working_side)
+            transpose = _ORIENTATION.get(orientation)
+            if transpose is not None:
+                image = image.transpose(transpose)
+                if orientation >= 5:  # a quarter turn: the sides swap
+                    width, height = height, width
+            return DecodedImage(to_rgb(image, sixteen_bit), width, height)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("too_many_pixels", "the image decodes to too many pixels") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -74,17 +138,36 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray
         raise ImageError("corrupt_image", f"the image data is truncated or corrupt: {exc}") from None
 
 
+def _reducible(image: Image.Image) -> Image.Image:
+    """The image in a mode Image.reduce works on (it refuses palettes, 1-bit and 16-bit)."""
+    if image.mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode.startswith("I;16"):
+        return image.convert("I")
+    return image
+
+
+def decode_image(
+    data: bytes, limits: ImageLimits = ImageLimits(), working_side: int | None = None
+) -> np.ndarray:
+    """Bytes of an image file -> HxWx3 uint8 RGB array, or ImageError (see ``load_image``)."""
+    return load_image(open_image(data, limits), working_side).pixels
+
+
 def read_image(path: str | Path, limits: ImageLimits = ImageLimits(max_bytes=1 << 40)) -> np.ndarray:
     """A file on disk -> HxWx3 uint8 RGB array (same decoding as uploads)."""
     return decode_image(Path(path).read_bytes(), limits)
 
 
-def to_rgb(image: Image.Image) -> np.ndarray:
-    """Any PIL mode -> HxWx3 uint8 RGB (transparent parts on white)."""
+def to_rgb(image: Image.Image, sixteen_bit: bool = False) -> np.ndarray:
+    """Any PIL mode -> HxWx3 uint8 RGB (transparent parts on white). ``sixteen_bit``: the image was
+    16-bit before it was reduced (converted to mode I)."""
     mode = image.mode
     if mode in {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}:
         values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        top = 65535.0 if sixteen_bit or mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
         grey = np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
     if mode in {"RGBA", "LA", "PA"} or (mode == "P" and "transparency" in image.info):
