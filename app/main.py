@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager, suppress
 
 import anyio
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from facever.app.analysis import FaceAnalyser
 from facever.app.api.routes import health, identify, identities, info, verify
@@ -27,6 +28,8 @@ from facever.model.images import ImageLimits
 from facever.model.runtime import FacePipeline
 
 log = logging.getLogger("facever.app")
+
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, from the fastapi-offline package
 
 DESCRIPTION = """Face verification: compare two photos, enroll the people you know, verify or identify a photo
 against them. Scores are cosine similarities of face embeddings (-1..1, higher = more alike).
@@ -51,7 +54,11 @@ def create_app(settings: Settings | None = None, pipeline: FacePipeline | None =
                 await poller
             service.database.dispose()
 
-    app = FastAPI(title="facever", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # /docs (Swagger UI) and /redoc load their scripts and styles from the fastapi-offline package,
+    # served under DOCS_ASSETS, not from a CDN: they work on a host without internet access.
+    app = FastAPIOffline(
+        title="facever", version="1", description=DESCRIPTION, lifespan=lifespan, static_url=DOCS_ASSETS
+    )
     # Each router carries its full prefix, so that route templates (metrics labels) are complete paths.
     for module in (verify, identities, identify, info, health):
         app.include_router(module.router)
