@@ -5,7 +5,7 @@ Images go through the same decoding, detection, face choice (the largest face), 
 embedding as in the service. An image in which no face is found has no embedding, as the service
 would refuse it: each pair it is in counts as failed (a wrong answer at every threshold) in the
 accuracies, and is left out of AUC, EER and TAR, which are computed on the pairs that were scored.
-LFW folds whose people the model saw in training or calibration (per its model card) are refused
+LFW folds whose people the model saw in training or threshold calibration (per its model card) are refused
 unless asked for explicitly, and then marked.
 """
 
@@ -180,7 +180,7 @@ def evaluate_lfw(
     seen_requested = sorted(set(folds) & set(seen))
     if seen_requested and not include_seen:
         raise ValueError(
-            f"the model saw the people of fold(s) {seen_requested} in training or calibration; "
+            f"the model saw the people of fold(s) {seen_requested} in training or threshold calibration; "
             "its accuracy there would not be a test result (use --include-seen to measure it anyway)"
         )
     lfw = LFW(data)
@@ -364,7 +364,8 @@ def format_report(report: dict) -> str:
             )
     if report["seen_folds_included"]:
         lines.append(
-            f"WARNING: folds {report['seen_folds_included']} were seen in training: not a test result"
+            f"WARNING: the people of folds {report['seen_folds_included']} were used in training or "
+            "threshold calibration: not a test result"
         )
     return "\n".join(lines)
 

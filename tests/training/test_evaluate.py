@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from facever.training.cfp import CFP
-from facever.training.evaluate import all_vs_all, verification_report
+from facever.training.evaluate import all_vs_all, format_report, verification_report
 
 
 def test_a_pair_with_no_face_is_wrong_at_every_threshold():
@@ -56,3 +56,17 @@ def test_cfp_protocols_have_ten_identity_disjoint_folds(cfp_root):
         second_view = {p.second.split("/")[1] for p in pairs}
         assert second_view == ({"frontal"} if protocol == "FF" else {"profile"})
         assert cfp.path(pairs[0].first).is_file() and cfp.path(pairs[-1].second).is_file()
+
+
+def test_a_report_on_seen_folds_says_they_were_used_in_training_or_calibration():
+    folds = np.repeat(np.arange(1, 11), 20)
+    same = np.tile([True] * 10 + [False] * 10, 10)
+    report = verification_report(np.where(same, 0.8, 0.1), same, folds, list(range(1, 11)), 0.45)
+    report |= {"folds": list(range(1, 11)), "n_pairs": 200, "n_images": 400, "no_face_count": 0}
+    report["seen_folds_included"] = [1, 9]
+    warning = format_report(report).splitlines()[-1]
+    assert warning == (
+        "WARNING: the people of folds [1, 9] were used in training or threshold calibration: "
+        "not a test result"
+    )
+    assert "seen in training" not in format_report(report)
