@@ -11,8 +11,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from facever.app.request_id import REQUEST_ID_HEADER, request_id_of
+from facever.app.request_id import REQUEST_ID_HEADER, current_request_id, request_id_of
+from facever.app.schemas import VALIDATION_CODES
 from facever.model.images import ImageError
 
 log = logging.getLogger("facever.errors")
@@ -76,17 +78,72 @@ async def _image_error(request: Request, exc: ImageError) -> JSONResponse:
     return error_response(request, image_error_status(exc.code), exc.code, exc.message)
 
 
+# FastAPI's answer when a JSON body does not parse for another reason than a syntax error (not UTF-8,
+# nested too deeply, an integer too long): made the same 422 invalid_json as a syntax error.
+_FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
+# Pydantic's own error types that mean the same as a validator's code.
+_VALIDATION_TYPE_CODES = {"string_unicode": "invalid_character"}
+
+
+def invalid_json_message(error: BaseException | str) -> str:
+    if isinstance(error, RecursionError):
+        return "the body is not valid JSON: it is nested too deeply"
+    return f"the body is not valid JSON: {error}"
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return error_response(request, 422, "invalid_request", describe_validation_errors(exc.errors()))
+    errors = exc.errors()
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "JSON decode error")
+            position = error.get("loc", ("body",))[-1]
+            message = invalid_json_message(f"{reason} (at {position})")
+            return error_response(request, 422, "invalid_json", message)
+    # A validator's own error type (schemas.VALIDATION_CODES) is more telling than invalid_request.
+    types = [_VALIDATION_TYPE_CODES.get(e.get("type"), e.get("type")) for e in errors]
+    code = next((t for t in types if t in VALIDATION_CODES), "invalid_request")
+    return error_response(request, 422, code, describe_validation_errors(errors))
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_PARSE_ERROR:
+        cause = exc.__cause__ or exc.detail
+        return error_response(request, 422, "invalid_json", invalid_json_message(cause))
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    return error_response(request, exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+    return error_response(request, exc.status_code, code, str(exc.detail), headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette names only the first route's).
+    Asked of each route with a fresh scope: the request's own carries the route it matched."""
+    allowed = []
+    for method in _METHODS:
+        scope = {
+            "type": "http",
+            "path": request.scope["path"],
+            "root_path": request.scope.get("root_path", ""),
+            "method": method,
+        }
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # This handler runs outside RequestIdMiddleware: name the request for the log line explicitly.
+    token = current_request_id.set(request_id_of(request.scope))
+    try:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+    finally:
+        current_request_id.reset(token)
     return error_response(request, 500, "internal_error", "an internal error occurred; see the server log")
 
 

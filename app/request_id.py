@@ -46,10 +46,11 @@ class RequestIdMiddleware:
                     headers[REQUEST_ID_HEADER] = request_id
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            current_request_id.reset(token)
+        await self.app(scope, receive, send_with_id)
+        # Reset only on success: an exception goes on to Starlette's ServerErrorMiddleware and to the
+        # server (uvicorn's "Exception in ASGI application"), whose log lines should name the request
+        # too. Each request runs in its own task with a copy of the context, so nothing leaks further.
+        current_request_id.reset(token)
 
 
 class RequestIdLogFilter(logging.Filter):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from facever.app.core.config import MultiFacePolicy
 
@@ -38,7 +40,54 @@ _POLICY = Field(
     "(default: the service's FACEVER_MULTI_FACE_POLICY)",
 )
 _BASE64 = "the image file (JPEG, PNG, WebP, BMP, TIFF, GIF), base64-encoded; a data: URL prefix is accepted"
-_B64_EXAMPLE = "/9j/4AAQSkZJRgABAQAAAQABAAD..."
+# The start of a JPEG file: valid base64 (an example of the encoding, not a whole image).
+_B64_EXAMPLE = "/9j/4AAQSkZJRgABAQAAAQABAAD/"
+# Deepest nesting of objects and lists accepted in an identity's metadata.
+MAX_METADATA_DEPTH = 32
+# Validation error types that become the error code of the response (see facever.app.errors).
+VALIDATION_CODES = ("invalid_character", "invalid_metadata")
+
+
+def _check_text(value: str) -> str:
+    """Refuse what the databases cannot store in a text column: NUL (PostgreSQL) and lone surrogates."""
+    if "\x00" in value:
+        raise PydanticCustomError("invalid_character", "the text must not contain the NUL character (U+0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError(
+            "invalid_character", "the text must not contain unpaired surrogates (not valid Unicode)"
+        ) from None
+    return value
+
+
+StoredText = Annotated[str, AfterValidator(_check_text)]
+
+
+def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Every string (keys too) storable, numbers finite, nesting at most MAX_METADATA_DEPTH levels."""
+    pending: list[tuple[Any, int]] = [(metadata, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_METADATA_DEPTH:
+                raise PydanticCustomError(
+                    "invalid_metadata", f"the metadata is nested deeper than {MAX_METADATA_DEPTH} levels"
+                )
+            if isinstance(value, dict):
+                for key in value:
+                    _check_text(key)
+                items = value.values()
+            else:
+                items = value
+            pending.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise PydanticCustomError("invalid_metadata", "the metadata must not contain NaN or Infinity")
+    return metadata
+
+
 _FACE_EXAMPLE = {
     "image": "image1",
     "box": [71.9, 62.3, 175.6, 191.8],
@@ -185,9 +234,20 @@ class IdentityCreate(BaseModel):
         },
     )
 
-    name: str = Field(min_length=1, max_length=256)
-    external_id: str | None = Field(None, min_length=1, max_length=256, description="your own ID; unique")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="any JSON object, stored as given")
+    name: StoredText = Field(min_length=1, max_length=256)
+    external_id: StoredText | None = Field(
+        None, min_length=1, max_length=256, description="your own ID; unique"
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="any JSON object, stored as given: at most FACEVER_MAX_METADATA_BYTES (16 KiB) as JSON, "
+        f"nested at most {MAX_METADATA_DEPTH} levels; no NUL characters, NaN or Infinity",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_is_storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_metadata(value)
 
 
 class IdentityOut(BaseModel):

@@ -10,6 +10,7 @@ import base64
 import binascii
 import copy
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,13 +21,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facever.app.analysis import Upload
 from facever.app.core.config import Settings
-from facever.app.errors import ApiError, describe_validation_errors
+from facever.app.errors import ApiError, describe_validation_errors, invalid_json_message
 from facever.model.images import ImageError
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 _BINARY = {"type": "string", "format": "binary"}
 _FORM_FIELDS_MAX = 16
+_BOUNDARY = re.compile(r'boundary=("[^"]*"|[^;\s]*)', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,13 @@ async def read_image_request(
     settings: Settings,
 ) -> tuple[list[Upload], OptionsT]:
     """The request's images (in field order; a repeated field's in the order sent) and its options."""
+    if request.query_params:
+        names = ", ".join(sorted(set(request.query_params.keys())))
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"this endpoint takes no query parameters (got {names}); send the options in the body",
+        )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         return await _read_multipart(request, fields, options_model, settings)
@@ -66,6 +75,7 @@ async def _read_multipart(
     request: Request, fields: ImageFields, options_model: type[OptionsT], settings: Settings
 ) -> tuple[list[Upload], OptionsT]:
     max_files = settings.max_enroll_images + len(fields.single)
+    ending = _ClosingBoundary(request)
     try:
         form = await request.form(max_files=max_files, max_fields=_FORM_FIELDS_MAX)
     except StarletteHTTPException as exc:  # starlette's multipart parser reports every problem as 400
@@ -77,6 +87,12 @@ async def _read_multipart(
             400, "invalid_multipart", f"the multipart body could not be read: {exc.detail}"
         ) from None
     try:
+        if not ending.seen:
+            raise ApiError(
+                400,
+                "invalid_multipart",
+                "the multipart body is truncated: it does not end with its closing boundary",
+            )
         uploads: list[Upload] = []
         for name in fields.single:
             values = form.getlist(name)
@@ -96,6 +112,29 @@ async def _read_multipart(
         await form.close()
 
 
+class _ClosingBoundary:
+    """Watches the body as the form parser reads it for the closing delimiter ``--boundary--``, which a
+    truncated body lacks (the parser itself accepts one, and hands over the parts it got)."""
+
+    def __init__(self, request: Request):
+        found = _BOUNDARY.search(request.headers.get("content-type", ""))
+        boundary = found.group(1).strip('"') if found else ""
+        self.delimiter = b"--" + boundary.encode("latin-1", "replace") + b"--"
+        self.seen = False
+        self._tail = b""
+        stream = request.stream
+
+        async def watched():
+            async for chunk in stream():
+                if not self.seen:
+                    window = self._tail + chunk
+                    self.seen = self.delimiter in window
+                    self._tail = window[-len(self.delimiter) :]
+                yield chunk
+
+        request.stream = watched  # type: ignore[method-assign]
+
+
 async def _file_upload(label: str, name: str, value: Any) -> Upload:
     if not isinstance(value, UploadFile):
         raise ApiError(422, "missing_image", f"the form field {name} must be a file, not text")
@@ -111,8 +150,8 @@ async def _read_json(
 ) -> tuple[list[Upload], OptionsT]:
     try:
         payload = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # a syntax error, not UTF-8, too deep, an integer too long
+        raise ApiError(422, "invalid_json", invalid_json_message(exc)) from None
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_request", "the JSON body must be an object")
     for name in fields.single:
@@ -179,6 +218,14 @@ def request_body(json_model: type[BaseModel], fields: ImageFields) -> dict[str, 
     form_schema = copy.deepcopy(json_schema)
     form_schema.pop("examples", None)
     form_schema["title"] = form_schema.get("title", "") + "Form"
+    for name, prop in form_schema["properties"].items():  # a form field is text: it cannot be null
+        variants = [v for v in prop.get("anyOf", ()) if v != {"type": "null"}]
+        if "anyOf" in prop and len(variants) == 1:
+            del prop["anyOf"]
+            prop.update(variants[0])
+        if prop.get("default", "") is None:
+            del prop["default"]
+        form_schema["properties"][name] = prop
     for name in fields.single:
         form_schema["properties"][name] = {**_BINARY, "description": "the image file"}
     if fields.repeated:

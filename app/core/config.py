@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image, width x height")
     max_request_bytes: int = Field(32 * MIB, gt=0, description="largest request body (413 above)")
     max_enroll_images: int = Field(10, gt=0, description="most images in one enrollment request")
+    max_metadata_bytes: int = Field(
+        16 * 1024, gt=0, description="largest identity metadata, serialized as JSON in UTF-8 (422 above)"
+    )
     multi_face_policy: MultiFacePolicy = Field(
         "largest", description="several faces in an image: use the largest, or reject ('single')"
     )

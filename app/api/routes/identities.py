@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from facever.app import crud
 from facever.app.analysis import AnalysedFace, first_error
 from facever.app.api.deps import AdminScope, ServiceDep, VerifyScope
 from facever.app.api.present import face_out, model_info, timing
-from facever.app.api.responses import IMAGE_ERRORS, error_responses
+from facever.app.api.responses import IDENTITY_INPUT_ERRORS, IMAGE_ERRORS, error_responses
 from facever.app.api.uploads import ImageFields, read_image_request, request_body
 from facever.app.db.models import Identity
 from facever.app.errors import ApiError
@@ -36,6 +37,11 @@ from facever.app.schemas import (
 from facever.app.service import Service
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"])
+
+# Ids and offsets are 64-bit signed integers in both databases: larger ones are refused (422) up front.
+MAX_ID = 2**63 - 1
+IdentityId = Annotated[int, Path(ge=1, le=MAX_ID, description="the identity's id")]
+FaceId = Annotated[int, Path(ge=1, le=MAX_ID, description="the face's id")]
 
 ENROLL_FIELDS = ImageFields(repeated="images")
 PROBE_FIELDS = ImageFields(single=("image",))
@@ -63,9 +69,10 @@ def _identity_out(identity: Identity, counts: tuple[int, int]) -> IdentityOut:
     response_model=IdentityOut,
     summary="Create an identity",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 409, 422),
+    responses=error_responses(401, 403, 409, 413) | IDENTITY_INPUT_ERRORS,
 )
 def create_identity(body: IdentityCreate, service: ServiceDep) -> IdentityOut:
+    _check_metadata_size(body.metadata, service.settings.max_metadata_bytes)
     with service.session() as session:
         try:
             identity = crud.create_identity(session, body.name, body.external_id, body.metadata)
@@ -76,6 +83,16 @@ def create_identity(body: IdentityCreate, service: ServiceDep) -> IdentityOut:
     return _identity_out(identity, (0, 0))
 
 
+def _check_metadata_size(metadata: dict, limit: int) -> None:
+    size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > limit:
+        raise ApiError(
+            422,
+            "metadata_too_large",
+            f"the metadata is {size} bytes as JSON; the limit is {limit} (FACEVER_MAX_METADATA_BYTES)",
+        )
+
+
 @router.get(
     "",
     response_model=IdentityPage,
@@ -83,11 +100,11 @@ def create_identity(body: IdentityCreate, service: ServiceDep) -> IdentityOut:
     description="Identities in creation order, a page at a time. `needs_reenrollment=true` lists only "
     "those with no template of the current model (after a model change: enroll their photos again).",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(401, 403) | IDENTITY_INPUT_ERRORS,
 )
 def list_identities(
     service: ServiceDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     needs_reenrollment: Annotated[
         bool, Query(description="only identities with no template of the current model")
@@ -110,9 +127,9 @@ def list_identities(
     response_model=IdentityDetail,
     summary="Read an identity with its faces",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404) | IDENTITY_INPUT_ERRORS,
 )
-def get_identity(identity_id: int, service: ServiceDep) -> IdentityDetail:
+def get_identity(identity_id: IdentityId, service: ServiceDep) -> IdentityDetail:
     with service.session() as session:
         identity = crud.get_identity(session, identity_id)
         if identity is None:
@@ -140,9 +157,9 @@ def get_identity(identity_id: int, service: ServiceDep) -> IdentityDetail:
     description="Removes the identity and every template of it from the database; identify forgets it at "
     "once on this replica and within a second on the others.",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404) | IDENTITY_INPUT_ERRORS,
 )
-async def delete_identity(identity_id: int, service: ServiceDep) -> Response:
+async def delete_identity(identity_id: IdentityId, service: ServiceDep) -> Response:
     if not await service.in_session(crud.delete_identity, identity_id):
         raise _not_found(identity_id)
     await service.sync_gallery()
@@ -154,9 +171,9 @@ async def delete_identity(identity_id: int, service: ServiceDep) -> Response:
     status_code=204,
     summary="Delete one face of an identity",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404) | IDENTITY_INPUT_ERRORS,
 )
-async def delete_face(identity_id: int, face_id: int, service: ServiceDep) -> Response:
+async def delete_face(identity_id: IdentityId, face_id: FaceId, service: ServiceDep) -> Response:
     if not await service.in_session(crud.delete_face, identity_id, face_id):
         if await service.in_session(crud.get_identity, identity_id) is None:
             raise _not_found(identity_id)
@@ -182,7 +199,7 @@ async def delete_face(identity_id: int, face_id: int, service: ServiceDep) -> Re
     openapi_extra=request_body(EnrollJSON, ENROLL_FIELDS),
 )
 async def enroll_faces(
-    identity_id: int, request: Request, response: Response, service: ServiceDep
+    identity_id: IdentityId, request: Request, response: Response, service: ServiceDep
 ) -> EnrollResponse:
     started = time.perf_counter()
     if await service.in_session(crud.get_identity, identity_id) is None:
@@ -242,7 +259,9 @@ def _enroll_result(index: int, filename: str | None, label: str, result, face_id
     responses=error_responses(*IMAGE_ERRORS, 404, 409),
     openapi_extra=request_body(ProbeJSON, PROBE_FIELDS),
 )
-async def verify_identity(identity_id: int, request: Request, service: ServiceDep) -> IdentityVerifyResponse:
+async def verify_identity(
+    identity_id: IdentityId, request: Request, service: ServiceDep
+) -> IdentityVerifyResponse:
     started = time.perf_counter()
     identity, face_ids, templates = await service.in_session(_identity_templates, identity_id, service)
     uploads, options = await read_image_request(
