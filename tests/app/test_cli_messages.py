@@ -1,0 +1,75 @@
+"""The CLI's newcomer paths end in one clear line and a non-zero status, not a traceback: a training
+command in the serving install (no torch, no scikit-learn), and a database that cannot be reached."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+# Runs the CLI with the `train` extra's modules made unimportable, as in the venv `make run` makes.
+WITHOUT_TRAIN_EXTRA = (
+    "import sys\n"
+    "for name in ('torch', 'sklearn', 'matplotlib', 'onnxscript', 'dlib'):\n"
+    "    sys.modules[name] = None\n"
+    "from facever.cli import app\n"
+    "app(sys.argv[1:], prog_name='facever')\n"
+)
+
+
+def run(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FACEVER_")}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**environment, **(env or {})},
+    )
+
+
+def a_closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when the with block ends: nothing listens there
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "lfw", "--fold", "10"],
+        ["eval", "cfp"],
+        ["train", "--config", "training/configs/shipped.yaml", "--max-steps", "1"],
+    ],
+)
+def test_a_training_command_without_the_train_extra_says_what_to_install(command, tmp_path):
+    result = run(WITHOUT_TRAIN_EXTRA, *command)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "pip install -e '.[train]'" in lines[0] and "Traceback" not in result.stderr
+    assert lines[0].startswith(f"facever {' '.join(command[:2]) if command[0] == 'eval' else 'train'} ")
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["serve"]])
+def test_an_unreachable_database_is_one_line(command):
+    url = f"postgresql+psycopg://facever:secret@127.0.0.1:{a_closed_port()}/facever"
+    code = "import sys\nfrom facever.cli import app\napp(sys.argv[1:], prog_name='facever')\n"
+    result = run(code, *command, env={"FACEVER_DATABASE_URL": url})
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert len(errors) == 1, result.stderr
+    assert "cannot connect to the database" in errors[0] and "127.0.0.1" in errors[0]
+    assert "secret" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unusable_sqlite_path_is_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'folder' / 'facever.db'}"
+    code = "import sys\nfrom facever.cli import app\napp(sys.argv[1:], prog_name='facever')\n"
+    result = run(code, "db", "upgrade", env={"FACEVER_DATABASE_URL": url})
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert len(errors) == 1 and "cannot connect to the database sqlite:///" in errors[0], result.stderr
