@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 from facever.app.analysis import FaceAnalyser
 from facever.app.api.routes import health, identify, identities, info, verify
 from facever.app.body_limit import BodyLimitMiddleware
+from facever.app.connections import HardenedHTTPProtocol
 from facever.app.core.config import Settings, get_settings
 from facever.app.core.keys import Authenticator
 from facever.app.db.migrate import upgrade
@@ -141,4 +142,7 @@ def run(host: str | None = None, port: int | None = None, workers: int = 1) -> N
         port=port or settings.port,
         workers=workers,
         log_config=None,
+        # Read timeouts and the connection limit (facever.app.connections); keep-alive is uvicorn's.
+        http=HardenedHTTPProtocol,
+        timeout_keep_alive=settings.keep_alive_timeout,
     )

@@ -85,6 +85,46 @@ class Settings(BaseSettings):
     )
     default_top_k: int = Field(5, ge=1, le=100, description="identities returned by identify by default")
 
+    header_timeout: float = Field(
+        10.0,
+        ge=0,
+        description="seconds a client has to send a request's line and headers, from connecting or from "
+        "the previous response; the connection is closed after (0 = no limit)",
+    )
+    body_timeout: float = Field(
+        60.0,
+        ge=0,
+        description="seconds a client has to send a request's whole body after its headers; "
+        "the connection is closed after (0 = no limit)",
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="seconds an idle keep-alive connection is kept open between requests"
+    )
+    max_connections: int = Field(
+        256,
+        ge=0,
+        description="open connections per server process; one more gets 503 too_many_connections "
+        "(0 = no limit)",
+    )
+    failed_auth_limit: int = Field(
+        20,
+        ge=0,
+        description="failed authentications (missing or wrong key) a client address may make per "
+        "failed_auth_window before 429 too_many_failed_auth (0 = no limit)",
+    )
+    failed_auth_window: float = Field(
+        60.0, gt=0, description="seconds over which failed authentications are counted, per client address"
+    )
+    key_rate_limit: float = Field(
+        0.0,
+        ge=0,
+        description="requests per second each API key may make, on average, before 429 rate_limited "
+        "(0 = no limit)",
+    )
+    key_rate_burst: int = Field(
+        0, ge=0, description="requests a key may make at once above its rate; 0 = twice the rate, at least 1"
+    )
+
     host: str = Field("127.0.0.1", description="address facever serve listens on")
     port: int = Field(8000, ge=1, le=65535, description="port facever serve listens on")
     log_level: str = Field("INFO", description="Python logging level")

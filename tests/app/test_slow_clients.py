@@ -1,0 +1,95 @@
+"""Slow clients against a real ``facever serve``: header and body timeouts, the connection limit."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from live_server import LiveServer, closed_by_server
+
+pytestmark = pytest.mark.slow
+
+HEADER_TIMEOUT = 1.0
+BODY_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with LiveServer(
+        tmp_path_factory.mktemp("slow-clients"),
+        header_timeout=str(HEADER_TIMEOUT),
+        body_timeout=str(BODY_TIMEOUT),
+        keep_alive_timeout="30",  # longer than the header timeout: the header timeout must act alone
+        max_connections="4",
+    ) as live:
+        yield live
+
+
+def test_a_connection_that_sends_half_a_request_line_is_closed(server):
+    with server.connect() as sock:
+        sock.sendall(b"GET /heal")
+        start = time.monotonic()
+        assert closed_by_server(sock, within=HEADER_TIMEOUT + 3)
+        assert time.monotonic() - start >= HEADER_TIMEOUT - 0.2
+
+
+def test_a_connection_that_sends_nothing_is_closed(server):
+    with server.connect() as sock:
+        assert closed_by_server(sock, within=HEADER_TIMEOUT + 3)
+
+
+def test_headers_trickled_past_the_header_timeout_are_cut_off(server):
+    with server.connect() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        deadline = time.monotonic() + HEADER_TIMEOUT + 3
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                closed = True
+                break
+            closed = closed_by_server(sock, within=0.3)
+        assert closed
+
+
+def test_a_body_trickled_past_the_body_timeout_is_cut_off(server):
+    with server.connect() as sock:
+        sock.sendall(
+            b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        start = time.monotonic()
+        assert not closed_by_server(sock, within=HEADER_TIMEOUT + 0.5)  # the header timeout is over
+        assert closed_by_server(sock, within=BODY_TIMEOUT + 3)
+        assert time.monotonic() - start >= BODY_TIMEOUT - 0.2
+
+
+def test_a_prompt_client_is_served_and_kept_alive_past_the_header_timeout(server):
+    with server.connect() as sock:
+        for _ in range(2):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            response = b""
+            while not response.endswith(b"}"):
+                response += sock.recv(65536)
+            assert response.startswith(b"HTTP/1.1 200")
+            time.sleep(HEADER_TIMEOUT / 2)
+
+
+def test_a_connection_over_the_limit_gets_503_in_the_envelope(server):
+    time.sleep(HEADER_TIMEOUT + 0.5)  # connections of earlier tests are gone
+    held = [server.connect() for _ in range(4)]
+    try:
+        time.sleep(0.2)
+        with server.connect() as extra:
+            extra.settimeout(5)
+            response = extra.recv(65536)
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503")
+        assert b"retry-after: 1" in head.lower()
+        payload = json.loads(body)
+        assert payload["error"]["code"] == "too_many_connections" and payload["request_id"]
+    finally:
+        for sock in held:
+            sock.close()
