@@ -30,8 +30,11 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.serve
 
 # Local trial: no API keys needed unless FACEVER_AUTH is set (the service warns loudly about it).
+# Stopping it (Ctrl-C, or SIGTERM: the server exits by the signal it got, status 130 or 143) is a normal end.
 run: $(VENV)/.serve
-	FACEVER_AUTH=$${FACEVER_AUTH:-disabled} $(BIN)/facever serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+	@echo "facever serve (Ctrl-C stops it)"
+	@FACEVER_AUTH=$${FACEVER_AUTH:-disabled} $(BIN)/facever serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)); \
+	  status=$$?; if [ $$status -eq 130 ] || [ $$status -eq 143 ]; then exit 0; fi; exit $$status
 
 # pytest's exit code 5 (no tests collected) fails this target like any other failure.
 test: $(VENV)/.dev

@@ -56,6 +56,9 @@ def test_health_checks(compose):
     api_check = compose["services"]["api"]["healthcheck"]["test"]
     assert "/healthz" in " ".join(api_check)
     assert "HEALTHCHECK" in DOCKERFILE.read_text()
+    # One shell string (podman's Docker API mis-splits a CMD list with spaces) and the service's port.
+    assert api_check[0] == "CMD-SHELL" and len(api_check) == 2
+    assert "FACEVER_PORT" in api_check[1] and ":8000/" not in api_check[1]
 
 
 def test_api_waits_for_a_healthy_database(compose):
