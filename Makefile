@@ -9,7 +9,7 @@ HOST ?=
 PORT ?=
 PIP_INSTALL := $(BIN)/python -m pip install --quiet
 
-.PHONY: run test lint
+.PHONY: run test lint fuzz
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -42,3 +42,10 @@ test: $(VENV)/.dev
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
+
+# The long schemathesis sitting over every operation (tests/app/test_fuzz.py), fresh random cases:
+# FACEVER_FUZZ_CASES per operation and generation mode, 60 by default = over 1,000 cases per database
+# (SQLite and PostgreSQL; see `make test` for the PostgreSQL it needs). The CI run takes 12.
+fuzz: $(VENV)/.dev
+	FACEVER_FUZZ_CASES=$${FACEVER_FUZZ_CASES:-60} FACEVER_FUZZ_RANDOM=1 \
+	  $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/app/test_fuzz.py $(PYTEST_ARGS)
