@@ -121,11 +121,11 @@ def test_a_delete_while_a_reader_holds_an_old_snapshot_still_erases_once_it_ends
     assert files_holding(directory, templates[faces[1]])
 
 
-@pytest.mark.postgres
-def test_postgres_vacuums_the_faces_table_after_a_delete(start_app):
-    from conftest import postgres_schema
-
-    with postgres_schema() as url, start_app(url) as client:
+def test_postgres_vacuums_the_faces_table_after_a_delete(database_url, start_app):
+    url = database_url
+    if make_url(url).get_backend_name() != "postgresql":
+        pytest.skip("PostgreSQL only (SQLite: the tests above)")
+    with start_app(url) as client:
         schema = make_url(url).query["options"].split("=", 1)[1]
         identity = create(client, "Jennifer Aniston")
         faces = enroll(client, identity, [("Jennifer_Aniston", 1), ("Jennifer_Aniston", 2)])
