@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from facever.training.lfw import LFW
+
 REPO = Path(__file__).resolve().parents[1]
 LFW_ROOT = REPO.parent / "shared" / "data" / "lfw"
 
@@ -31,3 +33,16 @@ def cfp_root() -> Path:
     if not (CFP_ROOT / "Protocol" / "Pair_list_F.txt").exists():
         pytest.fail(f"CFP is expected at {CFP_ROOT} (../shared/data/cfp beside the repository)")
     return CFP_ROOT
+
+
+@pytest.fixture(scope="session")
+def fold9_lfw(lfw_root, tmp_path_factory):
+    """An LFW folder holding 12 of fold 9's people (the calibration fold) and the official pairs."""
+    lfw = LFW(lfw_root)
+    people = sorted(p for p in lfw.fold_identities()[9] if 2 <= len(lfw.identities().get(p, [])) <= 6)[:12]
+    root = tmp_path_factory.mktemp("lfw-fold9")
+    (root / "images").mkdir()
+    (root / "pairs.txt").symlink_to(lfw_root / "pairs.txt")
+    for person in people:
+        (root / "images" / person).symlink_to(lfw_root / "images" / person)
+    return root
