@@ -123,8 +123,7 @@ def load_image(image: Image.Image, working_side: int | None = None) -> DecodedIm
             orientation = image.getexif().get(0x0112)
             sixteen_bit = image.mode.startswith("I;16")
             if working_side and max(image.size) >= 2 * working_side:
-                image = _reducible(image)
-                image = image.reduce(max(image.size) // working_side)
+                image = _reduce(image, max(image.size) // working_side)
             transpose = _ORIENTATION.get(orientation)
             if transpose is not None:
                 image = image.transpose(transpose)
@@ -136,6 +135,20 @@ def load_image(image: Image.Image, working_side: int | None = None) -> DecodedIm
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated and corrupt data as OSError ("image file is truncated", ...).
         raise ImageError("corrupt_image", f"the image data is truncated or corrupt: {exc}") from None
+
+
+def _reduce(image: Image.Image, factor: int) -> Image.Image:
+    """Image.reduce(factor), a band of rows at a time: no full-size copy is made (Image.reduce
+    itself converts RGBA and LA to premultiplied alpha first, a second full-size image)."""
+    width, height = image.size
+    band = factor * 64  # a multiple of the factor: the bands' boxes are the whole image's
+    reduced = None
+    for top in range(0, height, band):
+        piece = _reducible(image.crop((0, top, width, min(height, top + band)))).reduce(factor)
+        if reduced is None:
+            reduced = Image.new(piece.mode, (ceil(width / factor), ceil(height / factor)))
+        reduced.paste(piece, (0, top // factor))
+    return reduced
 
 
 def _reducible(image: Image.Image) -> Image.Image:
