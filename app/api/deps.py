@@ -30,12 +30,35 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 def require_scope(needed: security.Scope):
     """A dependency admitting requests whose key grants ``needed`` (admin grants verify too)."""
 
-    def check(service: ServiceDep, key: Annotated[str | None, Security(api_key_header)]) -> Principal:
+    def check(
+        request: Request, service: ServiceDep, key: Annotated[str | None, Security(api_key_header)]
+    ) -> Principal:
+        limits = service.authenticator.limits
         principal = service.authenticator.authenticate(key)
         if principal is None:
+            address = request.client.host if request.client else "unknown"
+            wait = limits.failed_auth.retry_after(address)
+            if wait is not None:
+                raise ApiError(
+                    429,
+                    "too_many_failed_auth",
+                    f"too many requests from this address failed to authenticate; retry in {wait} s",
+                    {"Retry-After": str(wait)},
+                )
+            limits.failed_auth.failed(address)
             if not key:
                 raise ApiError(401, "missing_api_key", "send an API key in the X-API-Key header")
             raise ApiError(401, "invalid_api_key", "the API key is not valid")
+        if key and principal.source != "auth-disabled":
+            wait = limits.key_rate.take(security.hash_key(key))
+            if wait is not None:
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"this API key is over its rate of {limits.key_rate.rate:g} requests a second; "
+                    f"retry in {wait} s",
+                    {"Retry-After": str(wait)},
+                )
         if not security.grants(principal.scope, needed):
             raise ApiError(
                 403,

@@ -18,10 +18,12 @@ _DESCRIPTIONS = {
     "invalid_json, missing_image, invalid_base64, empty_image, "
     "not_an_image, corrupt_image, unsupported_format, too_many_pixels, no_face, multiple_faces, "
     "too_many_images",
+    429: "Too many failed authentications from this address (too_many_failed_auth), or this key is "
+    "over FACEVER_KEY_RATE_LIMIT (rate_limited); see the Retry-After header",
     503: "Too many requests waiting for inference (overloaded)",
 }
 
-IMAGE_ERRORS = (400, 401, 403, 413, 415, 422, 503)
+IMAGE_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
 
 # The 422 of the identity endpoints (not FastAPI's HTTPValidationError: every error is the envelope).
 IDENTITY_INPUT_DESCRIPTION = (

@@ -8,6 +8,7 @@ from facever.app import crud
 from facever.app.core import security
 from facever.app.core.config import Settings, get_settings
 from facever.app.db.session import Database
+from facever.app.ratelimit import AuthLimits
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Authenticator:
     def __init__(self, settings: Settings, database: Database):
         self.enabled = settings.auth == "enabled"
         self.database = database
+        self.limits = AuthLimits(settings)  # failed attempts per address, requests per key
         self._bootstrap = {
             security.hash_key(key): scope for scope, keys in settings.bootstrap_keys().items() for key in keys
         }
