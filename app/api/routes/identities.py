@@ -69,7 +69,7 @@ def _identity_out(identity: Identity, counts: tuple[int, int]) -> IdentityOut:
     response_model=IdentityOut,
     summary="Create an identity",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 409, 413) | IDENTITY_INPUT_ERRORS,
+    responses=error_responses(401, 403, 409, 413, 429) | IDENTITY_INPUT_ERRORS,
 )
 def create_identity(body: IdentityCreate, service: ServiceDep) -> IdentityOut:
     _check_metadata_size(body.metadata, service.settings.max_metadata_bytes)
@@ -100,7 +100,7 @@ def _check_metadata_size(metadata: dict, limit: int) -> None:
     description="Identities in creation order, a page at a time. `needs_reenrollment=true` lists only "
     "those with no template of the current model (after a model change: enroll their photos again).",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403) | IDENTITY_INPUT_ERRORS,
+    responses=error_responses(401, 403, 429) | IDENTITY_INPUT_ERRORS,
 )
 def list_identities(
     service: ServiceDep,
@@ -127,7 +127,7 @@ def list_identities(
     response_model=IdentityDetail,
     summary="Read an identity with its faces",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 404) | IDENTITY_INPUT_ERRORS,
+    responses=error_responses(401, 403, 404, 429) | IDENTITY_INPUT_ERRORS,
 )
 def get_identity(identity_id: IdentityId, service: ServiceDep) -> IdentityDetail:
     with service.session() as session:
@@ -157,7 +157,7 @@ def get_identity(identity_id: IdentityId, service: ServiceDep) -> IdentityDetail
     description="Removes the identity and every template of it from the database; identify forgets it at "
     "once on this replica and within a second on the others.",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 404) | IDENTITY_INPUT_ERRORS,
+    responses=error_responses(401, 403, 404, 429) | IDENTITY_INPUT_ERRORS,
 )
 async def delete_identity(identity_id: IdentityId, service: ServiceDep) -> Response:
     if not await service.in_session(crud.delete_identity, identity_id):
@@ -171,7 +171,7 @@ async def delete_identity(identity_id: IdentityId, service: ServiceDep) -> Respo
     status_code=204,
     summary="Delete one face of an identity",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 404) | IDENTITY_INPUT_ERRORS,
+    responses=error_responses(401, 403, 404, 429) | IDENTITY_INPUT_ERRORS,
 )
 async def delete_face(identity_id: IdentityId, face_id: FaceId, service: ServiceDep) -> Response:
     if not await service.in_session(crud.delete_face, identity_id, face_id):

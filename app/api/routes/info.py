@@ -31,7 +31,7 @@ def _package_version() -> str:
     response_model=InfoResponse,
     summary="Model card, execution providers, gallery size, auth mode",
     dependencies=[VerifyScope],
-    responses=error_responses(401, 403),
+    responses=error_responses(401, 403, 429),
 )
 async def info(service: ServiceDep) -> InfoResponse:
     settings = service.settings
