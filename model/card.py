@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 CARD_FILE = "model_card.json"
@@ -46,6 +47,42 @@ class Thresholds(BaseModel):
     model_config = {"populate_by_name": True}
 
 
+class ProbabilityMap(BaseModel):
+    """Score (cosine similarity) -> probability that the two faces are the same person, at an equal prior."""
+
+    method: Literal["logistic"] = Field(
+        "logistic",
+        description="logistic (Platt scaling): probability = 1 / (1 + exp(-(slope * score + intercept)))",
+    )
+    slope: float
+    intercept: float
+    prior: float = Field(
+        0.5,
+        description="the share of same-person pairs the probability assumes: the calibration pairs were "
+        "weighted to count as half same-person, half different-person pairs",
+    )
+    description: str = (
+        "probability that the two faces are the same person, fitted by logistic regression of the "
+        "same-person flag on the cosine similarity of every pair of the calibration folds' photos, the "
+        "same-person and "
+        "different-person pairs weighted to count equally (an equal prior, as in LFW's 50/50 protocol); with "
+        "another share of same-person pairs among the comparisons the probability must be corrected for it"
+    )
+
+    def __call__(self, score: float | np.ndarray) -> Any:
+        """The probability of ``score`` (a float, or an array of them), in [0, 1], increasing in score."""
+        z = self.slope * np.asarray(score, dtype=np.float64) + self.intercept
+        # 1 / (1 + exp(-z)) without overflow
+        small = np.exp(-np.abs(z))
+        p = np.where(z >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
+        return float(p) if p.ndim == 0 else p
+
+    @property
+    def equal_odds_score(self) -> float:
+        """The score whose probability is 0.5."""
+        return -self.intercept / self.slope
+
+
 class ModelCard(BaseModel):
     name: str = "facever"
     version: str
@@ -67,6 +104,9 @@ class ModelCard(BaseModel):
         "chance of a false match (= thresholds.far_1e-4); None: the verify threshold",
     )
     thresholds: Thresholds
+    probability: ProbabilityMap | None = Field(
+        None, description="score -> calibrated probability of the same person; None: not calibrated"
+    )
     calibration: dict[str, Any] = {}
     data: dict[str, Any] = {}
     metrics: dict[str, Any] = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facever.model.card import ModelCard, Thresholds
+from facever.model.card import ModelCard, ProbabilityMap, Thresholds
 from facever.model.export import export_onnx
 from facever.model.runtime import FacePipeline
 from facever.training.calibrate import calibrate
@@ -114,6 +114,8 @@ def calibrate_card(
     embeddings = np.stack([embedded["embeddings"][k] for k in keys])
     result = calibrate(embeddings, [k.split("/")[0] for k in keys])
     thresholds = result.pop("thresholds")
+    fitted = result.pop("probability")
+    card.probability = None if fitted is None else ProbabilityMap(method="logistic", prior=0.5, **fitted)
     card.thresholds = Thresholds.model_validate(thresholds)
     card.threshold = thresholds["best_accuracy"]
     card.identify_threshold = thresholds["far_1e-4"]
