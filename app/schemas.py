@@ -31,6 +31,14 @@ IDENTIFY_SCORE_EXPLANATION = (
     "person, and each comparison is one more chance of a false match."
 )
 
+PROBABILITY_EXPLANATION = (
+    "probability, from 0 to 1, that the two faces are the same person, from the model card's calibration "
+    "map of the score (fitted on every pair of photos of LFW fold 9's people). It assumes as many "
+    "same-person as different-person comparisons (an equal prior): where same-person pairs are rarer, the "
+    "real probability is lower (prior odds times this probability's odds). None when the model card has "
+    "no calibration map."
+)
+
 _THRESHOLD = Field(
     None, ge=-1.0, le=1.0, description="decision threshold (cosine similarity) instead of the model's default"
 )
@@ -194,6 +202,7 @@ class VerifyJSON(VerifyOptions):
 class VerifyResponse(BaseModel):
     verified: bool
     score: float = Field(description=SCORE_EXPLANATION)
+    probability: float | None = Field(None, description=PROBABILITY_EXPLANATION)
     threshold: float
     score_type: str = SCORE_TYPE
     score_explanation: str = SCORE_EXPLANATION
@@ -208,6 +217,7 @@ class VerifyResponse(BaseModel):
                 {
                     "verified": True,
                     "score": 0.9370,
+                    "probability": 0.9911,
                     "threshold": 0.9090,
                     "score_type": SCORE_TYPE,
                     "score_explanation": SCORE_EXPLANATION,
@@ -364,6 +374,7 @@ class ProbeJSON(ProbeOptions):
 class IdentityVerifyResponse(BaseModel):
     verified: bool
     score: float = Field(description=IDENTITY_SCORE_EXPLANATION)
+    probability: float | None = Field(None, description=PROBABILITY_EXPLANATION)
     threshold: float
     score_type: str = SCORE_TYPE
     score_explanation: str = IDENTITY_SCORE_EXPLANATION
@@ -397,6 +408,7 @@ class IdentifyJSON(IdentifyOptions):
 class IdentifyMatch(BaseModel):
     identity: IdentityRef
     score: float
+    probability: float | None = Field(None, description=PROBABILITY_EXPLANATION)
     above_threshold: bool
     face_id: int = Field(description="the identity's template that matched best")
 
@@ -420,6 +432,7 @@ class IdentifyResponse(BaseModel):
                         {
                             "identity": {"id": 1, "name": "Ada Lovelace", "external_id": "employee-1815"},
                             "score": 0.9515,
+                            "probability": 0.9992,
                             "above_threshold": True,
                             "face_id": 17,
                         }

@@ -56,6 +56,12 @@ class Service:
         card = self.pipeline.card
         return card.identify_threshold if card.identify_threshold is not None else self.threshold
 
+    def probability(self, score: float) -> float | None:
+        """The model card's calibrated probability that a pair scoring ``score`` is the same person (at an
+        equal prior of same and different pairs); None when the card has no probability map."""
+        mapping = self.pipeline.card.probability
+        return None if mapping is None else mapping(score)
+
     def identify_threshold_for(self, requested: float | None) -> float:
         return self.identify_threshold if requested is None else requested
 

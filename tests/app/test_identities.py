@@ -258,3 +258,29 @@ def test_identities_to_re_enroll_after_a_model_change(client, database_url):
     assert {older["id"], empty["id"]} <= set(listed)
     assert listed[older["id"]]["face_count"] == 0 and listed[older["id"]]["other_model_face_count"] == 1
     assert page.json()["total"] == len(listed)
+
+
+def test_identity_verify_and_identify_give_the_calibrated_probability(client, pipeline):
+    mapping = pipeline.card.probability
+    assert mapping is not None
+    bush = create(client, "Bush for probability")
+    enroll_lfw(client, bush["id"], BUSH_ENROLL)
+    serena = create(client, "Serena for probability")
+    enroll_lfw(client, serena["id"], SERENA_ENROLL)
+    for photo, expected_high in ((BUSH_PROBE, True), (SERENA_PROBE, False)):
+        response = client.post(
+            f"/v1/identities/{bush['id']}/verify", files=files(image=lfw(*photo)), headers=VERIFY
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["probability"] == pytest.approx(mapping(body["score"]))
+        assert (body["probability"] > 0.5) is expected_high
+    found = identify(client, BUSH_PROBE, include_below_threshold="true", top_k="100")
+    assert len(found["matches"]) >= 2
+    for match in found["matches"]:
+        assert match["probability"] == pytest.approx(mapping(match["score"]))
+        assert 0 <= match["probability"] <= 1
+    # ranked by score, so by probability too (the map is monotone)
+    probabilities = [m["probability"] for m in found["matches"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert found["matches"][0]["identity"]["id"] == bush["id"] and probabilities[0] > 0.5

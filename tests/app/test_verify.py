@@ -112,3 +112,16 @@ def test_an_already_cropped_face_filling_the_photo_is_found_and_verified(app, pi
     body = response.json()
     assert body["verified"] is True, body["score"]
     assert body["faces"][0]["image_size"] == {"width": 112, "height": 112}
+
+
+def test_the_answer_gives_the_calibrated_probability_of_the_score(app, pipeline):
+    mapping = pipeline.card.probability
+    assert mapping is not None
+    same, different = verify(app, *SAME_PERSON).json(), verify(app, *DIFFERENT_PEOPLE).json()
+    for body in (same, different):
+        assert body["probability"] == pytest.approx(mapping(body["score"]))
+        assert 0 <= body["probability"] <= 1
+    assert same["probability"] > 0.5 > different["probability"]
+    # a threshold of the request changes the verdict, never the probability
+    lowered = verify(app, *DIFFERENT_PEOPLE, threshold="-1").json()
+    assert lowered["verified"] is True and lowered["probability"] == different["probability"]

@@ -59,6 +59,7 @@ async def identify(request: Request, service: ServiceDep) -> IdentifyResponse:
             IdentifyMatch(
                 identity=IdentityRef(id=identity.id, name=identity.name, external_id=identity.external_id),
                 score=match.score,
+                probability=service.probability(match.score),
                 above_threshold=match.score >= threshold,
                 face_id=match.face_id,
             )

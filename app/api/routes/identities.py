@@ -277,6 +277,7 @@ async def verify_identity(
     return IdentityVerifyResponse(
         verified=bool(scores[best] >= threshold),
         score=float(scores[best]),
+        probability=service.probability(float(scores[best])),
         threshold=threshold,
         identity=IdentityRef(id=identity.id, name=identity.name, external_id=identity.external_id),
         best_face_id=face_ids[best],

@@ -26,7 +26,8 @@ FIELDS = ImageFields(single=("image1", "image2"))
     description="Send two images, as multipart fields `image1` and `image2` or as JSON with base64 strings. "
     "The largest face of each (or the only one, under the multi-face policy `single`) is compared. "
     "`score` is the cosine similarity of the two face embeddings (-1..1, higher = more alike); "
-    "`verified` is `score >= threshold`. Images are not stored.",
+    "`verified` is `score >= threshold`; `probability` is the calibrated probability that the faces are "
+    "the same person, assuming as many same-person as different-person comparisons. Images are not stored.",
     dependencies=[VerifyScope],
     responses=error_responses(*IMAGE_ERRORS),
     openapi_extra=request_body(VerifyJSON, FIELDS),
@@ -43,6 +44,7 @@ async def verify(request: Request, service: ServiceDep) -> VerifyResponse:
     return VerifyResponse(
         verified=score >= threshold,
         score=score,
+        probability=service.probability(score),
         threshold=threshold,
         model=model_info(service.model),
         faces=[face_out(first, "image1"), face_out(second, "image2")],
