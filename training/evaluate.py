@@ -5,6 +5,8 @@ Images go through the same decoding, detection, face choice (the largest face), 
 embedding as in the service. An image in which no face is found has no embedding, as the service
 would refuse it: each pair it is in counts as failed (a wrong answer at every threshold) in the
 accuracies, and is left out of AUC, EER and TAR, which are computed on the pairs that were scored.
+The calibrated probability of the model card (when it has a map) is judged on the scored pairs too: the
+Brier score, the expected calibration error over 10 equal-width bins, and a reliability diagram.
 LFW folds whose people the model saw in training or threshold calibration (per its model card) are refused
 unless asked for explicitly, and then marked.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from facever.model.card import ONNX_FILE, ModelCard
+from facever.model.card import ONNX_FILE, ModelCard, ProbabilityMap
 from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
 from facever.training import protocol
@@ -28,6 +30,7 @@ from facever.training.lfw import LFW, Pair
 FARS = {"1e-3": 1e-3, "1e-2": 1e-2}
 # A failed pair's stand-in score: beyond any cosine similarity, on the wrong side of every threshold.
 FAILED_SAME, FAILED_DIFFERENT = -10.0, 10.0
+CALIBRATION_BINS = 10
 
 
 def embed_images(
@@ -81,17 +84,52 @@ def pair_arrays(
     return scores, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
 
 
+def calibration_metrics(probabilities: np.ndarray, same: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """How well probabilities of the same person match the outcomes: the Brier score (mean squared error
+    of the probability against 1 for same, 0 for different), the expected calibration error (over
+    ``bins`` equal-width bins of probability, each bin's |share of same-person pairs - mean probability|
+    weighted by its share of the pairs) and the reliability table behind it (empty bins left out)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    outcome = np.asarray(same, dtype=np.float64)
+    which = np.minimum((probabilities * bins).astype(int), bins - 1)
+    table = []
+    ece = 0.0
+    for b in range(bins):
+        inside = which == b
+        if not inside.any():
+            continue
+        mean_probability, fraction_same = float(probabilities[inside].mean()), float(outcome[inside].mean())
+        ece += inside.mean() * abs(fraction_same - mean_probability)
+        table.append(
+            {
+                "low": b / bins,
+                "high": (b + 1) / bins,
+                "pairs": int(inside.sum()),
+                "mean_probability": mean_probability,
+                "fraction_same": fraction_same,
+            }
+        )
+    return {
+        "brier": float(np.mean((probabilities - outcome) ** 2)),
+        "ece": float(ece),
+        "bins": bins,
+        "reliability": table,
+    }
+
+
 def verification_report(
     scores: np.ndarray,
     same: np.ndarray,
     folds: np.ndarray,
     evaluate: list[int],
     model_threshold: float | None,
+    probability: ProbabilityMap | None = None,
 ) -> dict:
     """Every figure of the report for the folds in ``evaluate``.
 
     The 10-fold accuracy of fold k uses the threshold best on the other folds present in ``folds``;
-    with one fold present it is not defined (None). Failed pairs (NaN score) count as wrong.
+    with one fold present it is not defined (None). Failed pairs (NaN score) count as wrong. With a
+    ``probability`` map, its Brier score and ECE on the scored pairs (``calibration``).
     """
     failed = np.isnan(scores)
     forced = np.where(failed, np.where(same, FAILED_SAME, FAILED_DIFFERENT), scores)
@@ -121,6 +159,8 @@ def verification_report(
         report["accuracy_at_model_threshold"] = protocol.accuracy_at(
             forced[tested], same[tested], model_threshold
         )
+    if probability is not None and scored.any():
+        report["calibration"] = calibration_metrics(probability(scores[scored]), same[scored])
     return report
 
 
@@ -136,7 +176,8 @@ def _score_pairs(
 ) -> tuple[dict, dict]:
     embedded = embed_images(pipeline, paths, cache_dir, tag)
     scores, same, pair_folds = pair_arrays(pairs, embedded["embeddings"])
-    report = verification_report(scores, same, pair_folds, folds, pipeline.card.threshold)
+    card = pipeline.card
+    report = verification_report(scores, same, pair_folds, folds, card.threshold, card.probability)
     tested_keys = {k for p in pairs if p.fold in folds for k in (p.first, p.second)}
     report["no_face_count"] = sum(not embedded["found"][k] for k in tested_keys)
     report["n_images"] = len(tested_keys)
@@ -144,7 +185,8 @@ def _score_pairs(
     report["providers"] = pipeline.providers
     if report_dir is not None:
         tested = np.isin(pair_folds, folds) & ~np.isnan(scores)
-        write_plots(scores[tested], same[tested], pipeline.card.threshold, Path(report_dir), title)
+        probabilities = None if card.probability is None else card.probability(scores[tested])
+        write_plots(scores[tested], same[tested], card.threshold, Path(report_dir), title, probabilities)
     return report, embedded
 
 
@@ -241,6 +283,7 @@ CARD_METRICS: tuple[str, ...] = (  # the figures kept in the model card
     "n_images",
     "dataset",
     "all_vs_all",
+    "calibration",
 )
 
 
@@ -293,9 +336,15 @@ def all_vs_all(
 
 
 def write_plots(
-    scores: np.ndarray, same: np.ndarray, threshold: float, report_dir: Path, title: str = "LFW pairs"
+    scores: np.ndarray,
+    same: np.ndarray,
+    threshold: float,
+    report_dir: Path,
+    title: str = "LFW pairs",
+    probabilities: np.ndarray | None = None,
 ) -> list[Path]:
-    """ROC curve and genuine/impostor score histogram as PNG files."""
+    """ROC curve and genuine/impostor score histogram as PNG files, and with ``probabilities`` (the
+    calibrated probability of each pair) a reliability diagram."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,7 +377,49 @@ def write_plots(
     hist_path = report_dir / "scores.png"
     fig.savefig(hist_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    return [roc_path, hist_path]
+    if probabilities is None:
+        return [roc_path, hist_path]
+
+    metrics = calibration_metrics(probabilities, same)
+    table = metrics["reliability"]
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    ax.bar(
+        [row["low"] for row in table],
+        [row["fraction_same"] for row in table],
+        width=1 / metrics["bins"],
+        align="edge",
+        alpha=0.6,
+        edgecolor="k",
+        label="share of same-person pairs",
+    )
+    ax.plot(
+        [row["mean_probability"] for row in table],
+        [row["fraction_same"] for row in table],
+        "o-",
+        color="C3",
+        label="at the bin's mean probability",
+    )
+    ax.set(
+        ylabel="share of same-person pairs",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title=f"Reliability, {title}\nBrier {metrics['brier']:.4f}, ECE {metrics['ece']:.4f} "
+        f"({metrics['bins']} bins)",
+    )
+    ax.legend(loc="upper left")
+    counts.bar(
+        [row["low"] for row in table],
+        [row["pairs"] for row in table],
+        width=1 / metrics["bins"],
+        align="edge",
+        edgecolor="k",
+    )
+    counts.set(xlabel="calibrated probability of the same person", ylabel="pairs", yscale="log")
+    reliability_path = report_dir / "reliability.png"
+    fig.savefig(reliability_path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return [roc_path, hist_path, reliability_path]
 
 
 def format_report(report: dict) -> str:
@@ -351,6 +442,12 @@ def format_report(report: dict) -> str:
         f"EER                          {report['eer']:.4f}",
         "TAR @ FAR 1e-3 / 1e-2        {:.4f} / {:.4f}".format(*report["tar_at_far"].values()),
     ]
+    if "calibration" in report:
+        calibration = report["calibration"]
+        lines.append(
+            f"probability: Brier / ECE     {calibration['brier']:.4f} / {calibration['ece']:.4f}   "
+            f"({calibration['bins']} bins, equal prior)"
+        )
     if "all_vs_all" in report:
         every = report["all_vs_all"]
         lines.append(

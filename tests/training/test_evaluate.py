@@ -70,3 +70,41 @@ def test_a_report_on_seen_folds_says_they_were_used_in_training_or_calibration()
         "not a test result"
     )
     assert "seen in training" not in format_report(report)
+
+
+def test_brier_score_and_expected_calibration_error_on_a_toy_example():
+    from facever.training.evaluate import calibration_metrics
+
+    probabilities = np.array([0.15, 0.15, 0.85, 0.85, 0.85, 0.85])
+    same = np.array([False, False, True, True, True, False])
+    result = calibration_metrics(probabilities, same)
+    # Brier: five pairs off by 0.15, one by 0.85
+    assert result["brier"] == pytest.approx((5 * 0.15**2 + 0.85**2) / 6)
+    # ECE: bin [0.1, 0.2) holds 2 pairs, none same (|0 - 0.15|);
+    # bin [0.8, 0.9) 4 pairs, 3 same (|0.75 - 0.85|)
+    assert result["ece"] == pytest.approx(2 / 6 * 0.15 + 4 / 6 * 0.10)
+    assert [(row["low"], row["pairs"]) for row in result["reliability"]] == [
+        (pytest.approx(0.1), 2),
+        (pytest.approx(0.8), 4),
+    ]
+    perfect = calibration_metrics(np.array([0.0, 1.0, 1.0]), np.array([False, True, True]))
+    assert perfect["brier"] == 0 and perfect["ece"] == 0  # 1.0 falls in the last bin
+
+
+def test_the_report_judges_the_card_probability_on_scored_pairs(tmp_path):
+    from facever.model.card import ProbabilityMap
+    from facever.training.evaluate import calibration_metrics, write_plots
+
+    mapping = ProbabilityMap(slope=20.0, intercept=-10.0)
+    same = np.array([True, True, False, False, True])
+    scores = np.array([0.9, 0.6, 0.3, 0.55, np.nan])  # the last pair failed
+    report = verification_report(scores, same, np.full(5, 10), [10], 0.5, mapping)
+    expected = calibration_metrics(mapping(scores[:4]), same[:4])
+    assert report["calibration"]["brier"] == pytest.approx(expected["brier"])
+    assert report["calibration"]["ece"] == pytest.approx(expected["ece"])
+    shown = format_report(report | {"no_face_count": 0, "n_images": 8, "seen_folds_included": []})
+    assert "Brier / ECE" in shown
+    assert "calibration" not in verification_report(scores, same, np.full(5, 10), [10], 0.5)
+    paths = write_plots(scores[:4], same[:4], 0.5, tmp_path, "toy", mapping(scores[:4]))
+    assert [p.name for p in paths] == ["roc.png", "scores.png", "reliability.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
