@@ -24,6 +24,7 @@ from facever.app.core.config import MultiFacePolicy
 from facever.app.errors import ApiError, api_error_from_image
 from facever.model.detection import DetectedFace
 from facever.model.images import DecodedImage, ImageError, ImageLimits, load_image, open_image
+from facever.model.quality import FaceQuality, assess
 from facever.model.runtime import FacePipeline
 
 T = TypeVar("T")
@@ -66,6 +67,7 @@ class AnalysedFace:
     faces_found: int
     width: int
     height: int
+    quality: FaceQuality | None = field(default=None, compare=False)  # set by FaceAnalyser
 
 
 @dataclass
@@ -172,6 +174,8 @@ class FaceAnalyser:
             decoded_image.width,
             decoded_image.height,
         )
+        # the size in the original's pixels, the rest from the crop the model sees
+        chosen = replace(chosen, quality=assess(chosen.face, crop))
         return chosen, crop
 
     def _decode(self, data: bytes) -> DecodedImage:

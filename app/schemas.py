@@ -110,6 +110,20 @@ _FACE_EXAMPLE = {
     "detection_score": 0.9998,
     "faces_found": 1,
     "image_size": {"width": 250, "height": 250},
+    "quality": {
+        "score": 1.0,
+        "size": 1.0,
+        "sharpness": 1.0,
+        "pose": 1.0,
+        "exposure": 1.0,
+        "inter_ocular_px": 42.6,
+        "box_side_px": 103.7,
+        "laplacian_ratio": 0.0412,
+        "yaw": 4.2,
+        "pitch": 3.1,
+        "brightness": 0.488,
+        "clipped": 0.0,
+    },
 }
 
 
@@ -150,6 +164,31 @@ class ImageSize(BaseModel):
     height: int
 
 
+class QualityOut(BaseModel):
+    score: float = Field(
+        description="overall face quality, 0..1: the lowest of size, sharpness, pose and exposure; "
+        "enrollment refuses a face below FACEVER_MIN_ENROLL_QUALITY"
+    )
+    size: float = Field(
+        description="0..1 from the inter-ocular distance (or box side / 2.5): 0 at 10 px, 1 from 30 px"
+    )
+    sharpness: float = Field(description="0..1 from laplacian_ratio")
+    pose: float = Field(
+        description="0..1 from the larger of |yaw| and |pitch|: 1 up to 30 degrees, 0 from 60"
+    )
+    exposure: float = Field(description="0..1 from brightness (too dark or too bright) and clipped")
+    inter_ocular_px: float = Field(description="distance between the eye landmarks, pixels of the image")
+    box_side_px: float = Field(description="the face box's shorter side, pixels of the image")
+    laplacian_ratio: float = Field(
+        description="variance of the Laplacian of the grey aligned crop's centre over its grey variance "
+        "(low: blurred)"
+    )
+    yaw: float = Field(description="degrees, estimated from the landmarks; 0 facing the camera")
+    pitch: float = Field(description="degrees, estimated from the landmarks; positive looking down")
+    brightness: float = Field(description="mean luma of the aligned crop's centre, 0..1")
+    clipped: float = Field(description="share of the crop's centre at black or white")
+
+
 class FaceOut(BaseModel):
     image: str = Field(description="the request field the image came in (image1, image2, image, images[3])")
     box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the upright image, clipped to it")
@@ -161,6 +200,7 @@ class FaceOut(BaseModel):
     detection_score: float = Field(description="the detector's confidence, 0..1")
     faces_found: int = Field(description="faces found in the image; the largest one was used")
     image_size: ImageSize = Field(description="of the decoded image, after applying EXIF orientation")
+    quality: QualityOut = Field(description="face size, sharpness, pose, exposure and an overall score")
 
 
 class TimingMs(BaseModel):

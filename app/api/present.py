@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from facever.app.analysis import AnalysedFace, Timings
-from facever.app.schemas import FaceOut, ImageSize, ModelInfo, TimingMs
+from facever.app.schemas import FaceOut, ImageSize, ModelInfo, QualityOut, TimingMs
 from facever.app.templates import ModelRef
 from facever.model.detection import LANDMARK_NAMES
+from facever.model.quality import FaceQuality
 
 
 def face_out(result: AnalysedFace, image: str) -> FaceOut:
@@ -30,6 +31,7 @@ def face_out(result: AnalysedFace, image: str) -> FaceOut:
         detection_score=round(result.face.score, 4),
         faces_found=result.faces_found,
         image_size=ImageSize(width=width, height=height),
+        quality=quality_out(result.quality),
     )
 
 
@@ -47,3 +49,22 @@ def timing(started: float, timings: Timings, search: float | None = None) -> Tim
 
 def _clip(value: float, limit: int) -> float:
     return min(max(float(value), 0.0), float(limit))
+
+
+def quality_out(quality: FaceQuality | None) -> QualityOut:
+    if quality is None:
+        raise ValueError("the face was analysed without its quality")
+    return QualityOut(
+        score=round(quality.score, 3),
+        size=round(quality.scores["size"], 3),
+        sharpness=round(quality.scores["sharpness"], 3),
+        pose=round(quality.scores["pose"], 3),
+        exposure=round(quality.scores["exposure"], 3),
+        inter_ocular_px=round(quality.inter_ocular, 1),
+        box_side_px=round(quality.box_side, 1),
+        laplacian_ratio=round(quality.sharpness, 4),
+        yaw=round(quality.yaw, 1),
+        pitch=round(quality.pitch, 1),
+        brightness=round(quality.brightness, 3),
+        clipped=round(quality.clipped, 4),
+    )

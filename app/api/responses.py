@@ -17,7 +17,8 @@ _DESCRIPTIONS = {
     422: "Bad input: invalid_request (also: query parameters, which these endpoints do not take), "
     "invalid_json, missing_image, invalid_base64, empty_image, "
     "not_an_image, corrupt_image, unsupported_format, too_many_pixels, no_face, multiple_faces, "
-    "too_many_images",
+    "too_many_images; per enrolled photo also face_too_small, too_blurred, pose_too_far, badly_exposed "
+    "(its quality score is below FACEVER_MIN_ENROLL_QUALITY)",
     429: "Too many failed authentications from this address (too_many_failed_auth), or this key is "
     "over FACEVER_KEY_RATE_LIMIT (rate_limited); see the Retry-After header",
     503: "Too many requests waiting for inference (overloaded)",

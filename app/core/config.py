@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image, width x height")
     max_request_bytes: int = Field(32 * MIB, gt=0, description="largest request body (413 above)")
     max_enroll_images: int = Field(10, gt=0, description="most images in one enrollment request")
+    min_enroll_quality: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="enrollment refuses a face whose quality score is below this (face_too_small, "
+        "too_blurred, pose_too_far, badly_exposed); 0 accepts every face",
+    )
     max_metadata_bytes: int = Field(
         16 * 1024, gt=0, description="largest identity metadata, serialized as JSON in UTF-8 (422 above)"
     )

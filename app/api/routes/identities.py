@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from facever.app import crud
+from facever.app import crud, metrics
 from facever.app.analysis import AnalysedFace, first_error
 from facever.app.api.deps import AdminScope, ServiceDep, VerifyScope
 from facever.app.api.present import face_out, model_info, timing
@@ -35,6 +35,7 @@ from facever.app.schemas import (
     ProbeOptions,
 )
 from facever.app.service import Service
+from facever.model.images import ImageError
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"])
 
@@ -209,6 +210,7 @@ async def enroll_faces(
     )
     # Enrollment never picks one face of several silently: 'largest' only when the caller asks for it.
     analysis = await service.analyser.analyse(uploads, options.multi_face_policy or "single")
+    analysis.results = [_quality_gate(r, service.settings.min_enroll_quality) for r in analysis.results]
     accepted = [(i, r) for i, r in enumerate(analysis.results) if isinstance(r, AnalysedFace)]
     face_ids: dict[int, int] = {}
     if accepted:
@@ -233,6 +235,19 @@ async def enroll_faces(
         model=model_info(service.model),
         timing_ms=timing(started, analysis.timings),
         request_id=request_id_of(request.scope),
+    )
+
+
+def _quality_gate(result: AnalysedFace | ImageError, minimum: float) -> AnalysedFace | ImageError:
+    """A face whose quality is below ``minimum`` becomes a rejection naming its weakest aspect."""
+    if not isinstance(result, AnalysedFace) or result.quality is None:
+        return result
+    code = result.quality.reason(minimum)
+    if code is None:
+        return result
+    metrics.IMAGES_REJECTED.labels(code).inc()
+    return ImageError(
+        code, f"the face's {result.quality.describe()} is below FACEVER_MIN_ENROLL_QUALITY={minimum:g}"
     )
 
 
