@@ -68,6 +68,7 @@ class AnalysedFace:
     width: int
     height: int
     quality: FaceQuality | None = field(default=None, compare=False)  # set by FaceAnalyser
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)  # aligned S x S x 3, uint8
 
 
 @dataclass
@@ -173,6 +174,7 @@ class FaceAnalyser:
             len(faces),
             decoded_image.width,
             decoded_image.height,
+            crop=crop,
         )
         # the size in the original's pixels, the rest from the crop the model sees
         chosen = replace(chosen, quality=assess(chosen.face, crop))

@@ -61,11 +61,15 @@ def identities_by_id(session: Session, ids: Iterable[int]) -> dict[int, Identity
 
 
 def list_identities(
-    session: Session, offset: int, limit: int, without_model: ModelRef | None = None
+    session: Session, offset: int, limit: int, without_model: ModelRef | None = None, name: str | None = None
 ) -> tuple[list[Identity], int]:
     """A page of identities and their total; with ``without_model``, only those that have no template
-    of that model (to re-enroll after a model change)."""
+    of that model (to re-enroll after a model change); with ``name``, only those whose name contains it
+    (case-insensitive for ASCII letters)."""
     query = select(Identity)
+    if name:
+        pattern = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Identity.name.ilike(f"%{pattern}%", escape="\\"))
     if without_model is not None:
         current = select(Face.id).where(
             Face.identity_id == Identity.id,

@@ -25,6 +25,7 @@ from facever.app.metrics import MetricsMiddleware
 from facever.app.request_id import RequestIdMiddleware
 from facever.app.service import Service
 from facever.app.templates import ModelRef
+from facever.app.webui import install_ui
 from facever.model.images import ImageLimits
 from facever.model.runtime import FacePipeline
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, pipeline: FacePipeline | None =
     # Each router carries its full prefix, so that route templates (metrics labels) are complete paths.
     for module in (verify, identities, identify, info, health):
         app.include_router(module.router)
+    install_ui(app)  # the web page at /ui/ ('/' redirects there)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware)

@@ -201,6 +201,11 @@ class FaceOut(BaseModel):
     faces_found: int = Field(description="faces found in the image; the largest one was used")
     image_size: ImageSize = Field(description="of the decoded image, after applying EXIF orientation")
     quality: QualityOut = Field(description="face size, sharpness, pose, exposure and an overall score")
+    crop_png: str | None = Field(
+        None,
+        description="the aligned crop the model saw, a base64 PNG (verify with include_crop=true only)",
+        exclude_if=lambda v: v is None,
+    )
 
 
 class TimingMs(BaseModel):
@@ -228,6 +233,9 @@ class VerifyOptions(BaseModel):
 
     threshold: float | None = _THRESHOLD
     multi_face_policy: MultiFacePolicy | None = _POLICY
+    include_crop: bool = Field(
+        False, description="also return each face's aligned crop (the model's input) as base64 PNG: crop_png"
+    )
 
 
 class VerifyJSON(VerifyOptions):
@@ -525,6 +533,10 @@ class InfoResponse(BaseModel):
     providers: list[str] = Field(description="onnxruntime execution providers in use, preferred first")
     gallery: GalleryInfo
     auth: str = Field(description="enabled or disabled")
+    key_scope: str = Field(
+        description="what the key sent allows: verify (verify, identify) or admin (also identities); "
+        "admin when auth is disabled"
+    )
     warning: str | None = Field(None, description="set when something is unsafe, e.g. auth disabled")
     multi_face_policy: MultiFacePolicy
     inference_workers: int = Field(description="images analysed at the same time")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import time
+
+from PIL import Image
 
 from facever.app.analysis import AnalysedFace, Timings
 from facever.app.schemas import FaceOut, ImageSize, ModelInfo, QualityOut, TimingMs
@@ -11,7 +15,7 @@ from facever.model.detection import LANDMARK_NAMES
 from facever.model.quality import FaceQuality
 
 
-def face_out(result: AnalysedFace, image: str) -> FaceOut:
+def face_out(result: AnalysedFace, image: str, include_crop: bool = False) -> FaceOut:
     width, height = result.width, result.height
     x1, y1, x2, y2 = result.face.box
     box = [_clip(x1, width), _clip(y1, height), _clip(x2, width), _clip(y2, height)]
@@ -32,7 +36,14 @@ def face_out(result: AnalysedFace, image: str) -> FaceOut:
         faces_found=result.faces_found,
         image_size=ImageSize(width=width, height=height),
         quality=quality_out(result.quality),
+        crop_png=_png_base64(result.crop) if include_crop and result.crop is not None else None,
     )
+
+
+def _png_base64(pixels) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def model_info(model: ModelRef) -> ModelInfo:

@@ -33,6 +33,7 @@ from facever.app.schemas import (
     ModelInfo,
     ProbeJSON,
     ProbeOptions,
+    StoredText,
 )
 from facever.app.service import Service
 from facever.model.images import ImageError
@@ -110,10 +111,14 @@ def list_identities(
     needs_reenrollment: Annotated[
         bool, Query(description="only identities with no template of the current model")
     ] = False,
+    name: Annotated[
+        StoredText | None,
+        Query(max_length=256, description="only identities whose name contains this (case-insensitive)"),
+    ] = None,
 ) -> IdentityPage:
     with service.session() as session:
         without = service.model if needs_reenrollment else None
-        identities, total = crud.list_identities(session, offset, limit, without)
+        identities, total = crud.list_identities(session, offset, limit, without, name)
         counts = crud.face_counts(session, [identity.id for identity in identities], service.model)
     return IdentityPage(
         items=[_identity_out(identity, counts[identity.id]) for identity in identities],

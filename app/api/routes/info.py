@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
 
 from fastapi import APIRouter
 
 from facever.app.api.deps import ServiceDep, VerifyScope
 from facever.app.api.responses import error_responses
 from facever.app.core.config import shipped_models
+from facever.app.core.keys import Principal
 from facever.app.schemas import GalleryInfo, InfoResponse, Limits
 
 router = APIRouter(prefix="/v1", tags=["operations"])
@@ -30,10 +32,9 @@ def _package_version() -> str:
     "/info",
     response_model=InfoResponse,
     summary="Model card, execution providers, gallery size, auth mode",
-    dependencies=[VerifyScope],
     responses=error_responses(401, 403, 429),
 )
-async def info(service: ServiceDep) -> InfoResponse:
+async def info(service: ServiceDep, principal: Annotated[Principal, VerifyScope]) -> InfoResponse:
     settings = service.settings
     return InfoResponse(
         service={"name": "facever", "version": _package_version()},
@@ -49,6 +50,7 @@ async def info(service: ServiceDep) -> InfoResponse:
             version=service.gallery.version,
         ),
         auth=settings.auth,
+        key_scope=principal.scope,
         warning=AUTH_DISABLED_WARNING if settings.auth == "disabled" else None,
         multi_face_policy=settings.multi_face_policy,
         inference_workers=settings.resolved_inference_workers,

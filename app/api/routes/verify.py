@@ -47,7 +47,10 @@ async def verify(request: Request, service: ServiceDep) -> VerifyResponse:
         probability=service.probability(score),
         threshold=threshold,
         model=model_info(service.model),
-        faces=[face_out(first, "image1"), face_out(second, "image2")],
+        faces=[
+            face_out(first, "image1", options.include_crop),
+            face_out(second, "image2", options.include_crop),
+        ],
         timing_ms=timing(started, analysis.timings),
         request_id=request_id_of(request.scope),
     )
