@@ -14,7 +14,17 @@ from pathlib import Path
 
 import common
 
-SECTIONS = ("accuracy", "speed", "speed-int8", "load", "gallery", "speed-gpu", "load-gpu", "gpu-torch")
+SECTIONS = (
+    "accuracy",
+    "speed",
+    "speed-int8",
+    "load",
+    "gallery",
+    "speed-gpu",
+    "load-gpu",
+    "gpu-torch",
+    "quality",
+)
 
 
 def provenance(payload: dict) -> str:

@@ -163,3 +163,29 @@ def test_report_writes_the_tables_between_the_markers(smoke, results_dir, tmp_pa
         for table in payload["tables"].values():
             assert table in section
     assert "Not run: no GPU machine with onnxruntime-gpu was available" in text  # no result: kept
+
+
+def test_quality(lfw_root, cfp_root, tmp_path):
+    """In its own folder: report.py must not meet its result before BENCHMARKS.md has its markers."""
+    command = [sys.executable, str(BENCH / "quality.py"), "--smoke", "--out", str(tmp_path)]
+    command += ["--data", str(lfw_root), "--cfp", str(cfp_root)]
+    if model := os.environ.get("FACEVER_TEST_MODEL_DIR"):
+        command += ["--model", model]
+    subprocess.run(command, cwd=REPO, check=True, timeout=900)  # a guard against hanging only
+    payload = json.loads((tmp_path / "quality.json").read_text())
+    check_common(payload, "quality")
+    gate = payload["config"]["gate"]
+    assert 0 < gate < 1 and gate in payload["config"]["gates"]
+    results = payload["results"]
+    assert set(results["photos"]) == {"LFW (View 2 pair photos)", "CFP frontal", "CFP profile"}
+    for summary in results["photos"].values():
+        assert summary["photos"] > 0 and 0 <= summary["pass_share"] <= 1
+        assert sum(summary["reasons"].values()) == summary["photos"]
+        assert summary["pass_share"] == summary["pass_share_by_gate"][str(gate)]
+    assert set(results["verification"]) == {"CFP-FF", "CFP-FP"}
+    for protocol in results["verification"].values():
+        assert protocol["pairs"] >= protocol["passing_pairs"] > 0
+        assert REPORT_KEYS <= protocol["all"].keys() and protocol["all"]["n_pairs"] == protocol["pairs"]
+        assert protocol["passing"]["n_pairs"] == protocol["passing_pairs"]
+    # frontal photos nearly all pass the default gate; profiles much less often
+    assert results["photos"]["CFP frontal"]["pass_share"] > results["photos"]["CFP profile"]["pass_share"]
