@@ -213,7 +213,7 @@ def eval_lfw(
     ] = None,
     include_seen: Annotated[bool, typer.Option(help="allow folds the model saw (not a test result)")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
-    report: Annotated[Path | None, typer.Option(help="folder for roc.png and scores.png")] = None,
+    report: Annotated[Path | None, typer.Option(help="folder for ROC, score, reliability plots")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="cache embeddings here for cheap reruns")] = None,
 ) -> None:
     """The LFW View 2 protocol (threshold from the other nine folds) and more, on an exported model."""
@@ -238,7 +238,7 @@ def eval_cfp(
     data: Annotated[Path, typer.Option(help="CFP folder with Data/ and Protocol/")] = DEFAULT_CFP,
     protocol: Annotated[str, typer.Option(help="FF (frontal-frontal) or FP (frontal-profile)")] = "FF",
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
-    report: Annotated[Path | None, typer.Option(help="folder for roc.png and scores.png")] = None,
+    report: Annotated[Path | None, typer.Option(help="folder for ROC, score, reliability plots")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="cache embeddings here for cheap reruns")] = None,
 ) -> None:
     """CFP's 10-fold protocol (FF or FP) on an exported model; a photo with no face fails its pairs."""
