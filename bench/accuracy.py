@@ -63,7 +63,7 @@ def facever_reports(
     model_dir: Path, lfw_root: Path, cfp_root: Path, cache: Path, per_fold: int | None
 ) -> dict:
     card = ModelCard.load(model_dir)
-    test_folds = sorted(card.data.get("test_folds") or [])
+    test_folds = sorted(card.data.test_folds)
     if 10 not in test_folds:
         raise SystemExit(f"{model_dir}: fold 10 is not among the card's test folds {test_folds}")
     reports = {"lfw_fold10": evaluate_lfw(model_dir, lfw_root, [10], cache_dir=cache, per_fold=per_fold)}

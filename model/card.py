@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 CARD_FILE = "model_card.json"
 ONNX_FILE = "facever.onnx"
@@ -83,6 +83,77 @@ class ProbabilityMap(BaseModel):
         return -self.intercept / self.slope
 
 
+class _Section(BaseModel):
+    """A section of the card: an optional field absent from the file stays absent when saved."""
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler):
+        dumped = handler(self)
+        for name, field in type(self).model_fields.items():
+            if name not in self.model_fields_set and getattr(self, name) is None:
+                dumped.pop(name, None)
+                dumped.pop(field.alias or name, None)
+        return dumped
+
+
+class Count(_Section):
+    model_config = ConfigDict(extra="forbid")
+
+    people: int
+    images: int
+
+
+class DataSpec(_Section):
+    """Which LFW folds the model saw: the evaluation refuses to score the training and calibration folds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    train_folds: list[int] = Field(description="folds whose people trained the network ([]: none)")
+    train_note: str | None = None
+    calibration_folds: list[int] = Field(description="folds whose people calibrated the thresholds")
+    test_folds: list[int] = Field(description="folds held out for testing")
+    train: Count
+    calibration: Count
+    test: Count
+
+
+class CalibrationRecord(_Section):
+    """How the thresholds and the probability map were fitted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folds: list[int]
+    images: int
+    images_without_face: int
+    balanced_accuracy: float
+    genuine_pairs: int
+    impostor_pairs: int
+    tar_at_far: dict[str, float]
+
+
+class Quantization(_Section):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    method: str
+    calibration_chips: int
+    calibration_folds: list[int]
+
+
+class TrainingRecord(_Section):
+    """How the network was made; ``config`` is the trainer's configuration as it was."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    config: dict[str, Any]
+    steps: int
+    validation: dict[str, Any] | None
+    initial_weights: str | None = None
+    notes: str | None = None
+    quantization: Quantization | None = None
+
+
 class ModelCard(BaseModel):
     name: str = "facever"
     version: str
@@ -107,15 +178,25 @@ class ModelCard(BaseModel):
     probability: ProbabilityMap | None = Field(
         None, description="score -> calibrated probability of the same person; None: not calibrated"
     )
-    calibration: dict[str, Any] = {}
-    data: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
-    training: dict[str, Any] = {}
+    calibration: CalibrationRecord | None = Field(
+        None, description="None: not calibrated yet (the provisional card of a release)"
+    )
+    data: DataSpec
+    metrics: dict[str, dict[str, Any]] = Field(
+        {}, description="evaluation reports by name (free-form: what the evaluation measured)"
+    )
+    training: TrainingRecord
     git_commit: str | None = None
 
     @classmethod
     def load(cls, model_dir: str | Path) -> ModelCard:
-        return cls.model_validate(json.loads((Path(model_dir) / CARD_FILE).read_text()))
+        """The card in ``model_dir``; a ValueError naming every missing or unknown key when it is not a
+        complete card (no section is read with a silent default)."""
+        path = Path(model_dir) / CARD_FILE
+        try:
+            return cls.model_validate(json.loads(path.read_text()))
+        except ValidationError as error:
+            raise ValueError(f"{path} is not a valid model card: {error}") from None
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / CARD_FILE

@@ -216,9 +216,9 @@ def evaluate_lfw(
 ) -> dict:
     """LFW View 2 on ``folds``; only the images of those folds' pairs are embedded."""
     pipeline = FacePipeline(model_dir, threads=threads)
-    card_data = pipeline.card.data
-    seen = sorted(set(card_data.get("train_folds", [])) | set(card_data.get("calibration_folds", [])))
-    folds = sorted(folds or card_data.get("test_folds") or range(1, 11))
+    card_data = pipeline.card.data  # typed: a card without these folds does not load
+    seen = sorted(set(card_data.train_folds) | set(card_data.calibration_folds))
+    folds = sorted(folds or card_data.test_folds or range(1, 11))
     seen_requested = sorted(set(folds) & set(seen))
     if seen_requested and not include_seen:
         raise ValueError(
@@ -292,7 +292,7 @@ def evaluate_into_card(model_dir: Path, lfw: Path, cfp: Path, cache: Path) -> di
     into the model card."""
     card = ModelCard.load(model_dir)
     reports = {"lfw_fold10": evaluate_lfw(model_dir, lfw, [10], cache_dir=cache)}
-    if card.data["test_folds"] != [10]:
+    if card.data.test_folds != [10]:
         reports["lfw"] = evaluate_lfw(model_dir, lfw, cache_dir=cache)
     if (cfp / "Protocol").is_dir():
         for protocol in ("FF", "FP"):

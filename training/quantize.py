@@ -18,7 +18,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from facever.model.card import ONNX_FILE, ModelCard
+from facever.model.card import ONNX_FILE, ModelCard, TrainingRecord
 from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
 from facever.training.lfw import LFW
@@ -63,7 +63,7 @@ def quantize(model_dir: Path, out_dir: Path, lfw_root: Path, cache_dir: Path | N
     if card.input.channels != 3:
         raise ValueError("quantisation is set up for the 3-channel networks (dlib-resnet)")
     lfw = LFW(lfw_root)
-    folds = card.calibration.get("folds") or card.data["calibration_folds"]
+    folds = (card.calibration.folds if card.calibration else None) or card.data.calibration_folds
     chips = calibration_chips(pipeline, lfw, folds)
     input_name = pipeline.embedder.session.get_inputs()[0].name
 
@@ -87,15 +87,17 @@ def quantize(model_dir: Path, out_dir: Path, lfw_root: Path, cache_dir: Path | N
     int8.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     int8.metrics = {}
     int8.git_commit = git_commit()
-    int8.training = {
-        **card.training,
-        "quantization": {
-            "from": f"{card.name} {card.version}",
-            "method": "onnxruntime static quantisation, QDQ: int8 weights per output channel, uint8 "
-            "activations",
-            "calibration_chips": len(chips),
-            "calibration_folds": folds,
-        },
-    }
+    int8.training = TrainingRecord.model_validate(
+        {
+            **card.training.model_dump(mode="json", by_alias=True),
+            "quantization": {
+                "from": f"{card.name} {card.version}",
+                "method": "onnxruntime static quantisation, QDQ: int8 weights per output channel, uint8 "
+                "activations",
+                "calibration_chips": len(chips),
+                "calibration_folds": folds,
+            },
+        }
+    )
     int8.save(out_dir)
     return calibrate_card(out_dir, lfw, folds, cache_dir)

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facever.model.card import ModelCard, ProbabilityMap, Thresholds
+from facever.model.card import (
+    CalibrationRecord,
+    DataSpec,
+    ModelCard,
+    ProbabilityMap,
+    Thresholds,
+    TrainingRecord,
+)
 from facever.model.export import export_onnx
 from facever.model.runtime import FacePipeline
 from facever.training.calibrate import calibrate
@@ -76,22 +83,19 @@ def release(
         flip_test_time=config.network.flip_test_time,
         threshold=0.0,
         thresholds=Thresholds(best_accuracy=0.0, far_1e_3=0.0, far_1e_2=0.0),
-        data={
-            "dataset": "LFW (grayscale copy), ../shared/data/lfw",
-            "train_folds": sorted(
-                all_folds - set(config.data.test_folds) - set(config.data.calibration_folds)
-            )
+        data=DataSpec(
+            dataset="LFW (grayscale copy), ../shared/data/lfw",
+            train_folds=sorted(all_folds - set(config.data.test_folds) - set(config.data.calibration_folds))
             if trained
             else [],
-            "train_note": "every person in no test or calibration fold, people in no fold included"
+            train_note="every person in no test or calibration fold, people in no fold included"
             if trained
             else "not trained by facever on LFW: the weights are used as imported",
-            "calibration_folds": config.data.calibration_folds,
-            "test_folds": config.data.test_folds,
-            **split.describe(),
-            **({} if trained else {"train": {"people": 0, "images": 0}}),
-        },
-        training=training,
+            calibration_folds=config.data.calibration_folds,
+            test_folds=config.data.test_folds,
+            **{**split.describe(), **({} if trained else {"train": {"people": 0, "images": 0}})},
+        ),
+        training=TrainingRecord.model_validate(training),
         git_commit=git_commit(),
     )
     card.save(out_dir)  # provisional: the runtime needs a card to load the model for calibration
@@ -119,11 +123,8 @@ def calibrate_card(
     card.thresholds = Thresholds.model_validate(thresholds)
     card.threshold = thresholds["best_accuracy"]
     card.identify_threshold = thresholds["far_1e-4"]
-    card.calibration = {
-        "folds": calibration_folds,
-        "images": len(keys),
-        "images_without_face": len(without_face),
-        **result,
-    }
+    card.calibration = CalibrationRecord(
+        folds=calibration_folds, images=len(keys), images_without_face=len(without_face), **result
+    )
     card.save(model_dir)
     return card

@@ -126,4 +126,4 @@ def test_the_int8_model_is_a_model_of_its_own():
     default, int8 = ModelCard.load(shipped_model_dir()), ModelCard.load(shipped_model_dir("int8"))
     assert int8.name == f"{default.name}-int8"  # its templates are never compared with the float model's
     assert int8.identify_threshold > int8.threshold
-    assert int8.training["quantization"]["calibration_folds"] == int8.calibration["folds"] == [9]
+    assert int8.training.quantization.calibration_folds == int8.calibration.folds == [9]

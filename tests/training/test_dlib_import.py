@@ -28,9 +28,9 @@ def test_the_imported_network_exports_with_a_calibrated_card(fold9_lfw, tmp_path
 
     assert card.input.size == 150 and card.input.channels == 3
     assert np.allclose(card.alignment.template, DLIB_CHIP_150, atol=1e-3)
-    assert card.data["train_folds"] == [] and card.data["train"] == {"people": 0, "images": 0}
-    assert card.data["calibration_folds"] == [9] and 10 in card.data["test_folds"]
-    assert "public domain" in card.training["initial_weights"]
+    assert card.data.train_folds == [] and card.data.train.model_dump() == {"people": 0, "images": 0}
+    assert card.data.calibration_folds == [9] and 10 in card.data.test_folds
+    assert "public domain" in card.training.initial_weights
     points = card.thresholds
     assert points.far_1e_2 <= points.far_1e_3 <= points.far_1e_4 and points.best_accuracy <= points.far_1e_4
     assert card.threshold == points.best_accuracy and card.identify_threshold == points.far_1e_4

@@ -20,8 +20,8 @@ def test_the_int8_copy_embeds_like_the_float_model(fold9_lfw, tmp_path):
 
     float_card = FacePipeline(source, device="cpu").card
     assert card.name == f"{float_card.name}-int8" and card.version == float_card.version
-    assert card.training["quantization"]["calibration_folds"] == [9]
-    assert card.calibration["folds"] == [9] and card.calibration["images"] > 0
+    assert card.training.quantization.calibration_folds == [9]
+    assert card.calibration.folds == [9] and card.calibration.images > 0
     points = card.thresholds
     assert points.far_1e_2 <= points.far_1e_3 <= points.far_1e_4 == card.identify_threshold
     assert (tmp_path / "int8" / ONNX_FILE).stat().st_size < (source / ONNX_FILE).stat().st_size / 2
