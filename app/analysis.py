@@ -23,6 +23,7 @@ from facever.app import metrics
 from facever.app.core.config import MultiFacePolicy
 from facever.app.errors import ApiError, api_error_from_image
 from facever.model.detection import DetectedFace
+from facever.model.errors import ErrorCode
 from facever.model.images import DecodedImage, ImageError, ImageLimits, load_image, open_image
 from facever.model.quality import FaceQuality, assess
 from facever.model.runtime import FacePipeline
@@ -104,7 +105,7 @@ class FaceAnalyser:
         if self.max_queue and self.limiter.statistics().tasks_waiting >= self.max_queue:
             raise ApiError(
                 503,
-                "overloaded",
+                ErrorCode.OVERLOADED,
                 "too many requests are waiting for inference; retry shortly",
                 {"Retry-After": "1"},
             )
@@ -160,10 +161,10 @@ class FaceAnalyser:
         metrics.INFERENCE_SECONDS.labels("decode").observe(decoded - start)
         metrics.INFERENCE_SECONDS.labels("detect").observe(detected - decoded)
         if not faces:
-            raise ImageError("no_face", "no face was found in the image")
+            raise ImageError(ErrorCode.NO_FACE, "no face was found in the image")
         if policy == "single" and len(faces) > 1:
             raise ImageError(
-                "multiple_faces",
+                ErrorCode.MULTIPLE_FACES,
                 f"{len(faces)} faces were found and the multi-face policy is 'single'; "
                 "send an image with one face, or use the policy 'largest'",
             )

@@ -5,12 +5,13 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facever.app.errors import ApiError
+from facever.model.errors import ErrorCode
 
 
 class RequestTooLarge(ApiError):
     def __init__(self, limit: int):
         super().__init__(
-            413, "request_too_large", f"the request body is larger than the limit of {limit} bytes"
+            413, ErrorCode.REQUEST_TOO_LARGE, f"the request body is larger than the limit of {limit} bytes"
         )
 
 

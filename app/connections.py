@@ -26,6 +26,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from facever.app.core.config import get_settings
 from facever.app.request_id import REQUEST_ID_HEADER
+from facever.model.errors import ErrorCode
 
 
 class ReadTimeouts:
@@ -117,7 +118,7 @@ class ReadTimeouts:
         body = json.dumps(
             {
                 "error": {
-                    "code": "too_many_connections",
+                    "code": ErrorCode.TOO_MANY_CONNECTIONS,
                     "message": f"the server has {self.max_connections} open connections, its limit; "
                     "retry shortly",
                 },

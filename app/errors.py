@@ -15,30 +15,29 @@ from starlette.routing import Match
 
 from facever.app.request_id import REQUEST_ID_HEADER, current_request_id, request_id_of
 from facever.app.schemas import VALIDATION_CODES
+from facever.model.errors import ErrorCode
 from facever.model.images import ImageError
 
 log = logging.getLogger("facever.errors")
 
-# Image problems: 413 for the byte limit, 422 for everything else about the content.
-IMAGE_ERROR_STATUS = {"image_too_large": 413}
 
 _HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "request_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-    429: "too_many_requests",
-    503: "unavailable",
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    413: ErrorCode.REQUEST_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    422: ErrorCode.INVALID_REQUEST,
+    429: ErrorCode.TOO_MANY_REQUESTS,
+    503: ErrorCode.UNAVAILABLE,
 }
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -46,8 +45,9 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def image_error_status(code: str) -> int:
-    return IMAGE_ERROR_STATUS.get(code, 422)
+def image_error_status(code: ErrorCode) -> int:
+    """Image problems: 413 for the byte limit, 422 for everything else about the content."""
+    return ErrorCode(code).status
 
 
 def api_error_from_image(error: ImageError, field: str | None = None) -> ApiError:
@@ -84,7 +84,7 @@ _FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
 # Pydantic's own error types that mean the same as a validator's code.
-_VALIDATION_TYPE_CODES = {"string_unicode": "invalid_character"}
+_VALIDATION_TYPE_CODES = {"string_unicode": ErrorCode.INVALID_CHARACTER}
 
 
 def invalid_json_message(error: BaseException | str) -> str:
@@ -100,10 +100,10 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
             reason = (error.get("ctx") or {}).get("error", "JSON decode error")
             position = error.get("loc", ("body",))[-1]
             message = invalid_json_message(f"{reason} (at {position})")
-            return error_response(request, 422, "invalid_json", message)
+            return error_response(request, 422, ErrorCode.INVALID_JSON, message)
     # A validator's own error type (schemas.VALIDATION_CODES) is more telling than invalid_request.
     types = [_VALIDATION_TYPE_CODES.get(e.get("type"), e.get("type")) for e in errors]
-    code = next((t for t in types if t in VALIDATION_CODES), "invalid_request")
+    code = next((t for t in types if t in VALIDATION_CODES), ErrorCode.INVALID_REQUEST)
     return error_response(request, 422, code, describe_validation_errors(errors))
 
 
@@ -111,7 +111,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     headers = getattr(exc, "headers", None)
     if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_PARSE_ERROR:
         cause = exc.__cause__ or exc.detail
-        return error_response(request, 422, "invalid_json", invalid_json_message(cause))
+        return error_response(request, 422, ErrorCode.INVALID_JSON, invalid_json_message(cause))
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
@@ -144,7 +144,9 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
     finally:
         current_request_id.reset(token)
-    return error_response(request, 500, "internal_error", "an internal error occurred; see the server log")
+    return error_response(
+        request, 500, ErrorCode.INTERNAL_ERROR, "an internal error occurred; see the server log"
+    )
 
 
 def describe_validation_errors(errors) -> str:

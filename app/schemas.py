@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic_core import PydanticCustomError
 
 from facever.app.core.config import MultiFacePolicy
+from facever.model.errors import ErrorCode
 
 SCORE_TYPE = "cosine_similarity"
 SCORE_EXPLANATION = (
@@ -53,18 +54,20 @@ _B64_EXAMPLE = "/9j/4AAQSkZJRgABAQAAAQABAAD/"
 # Deepest nesting of objects and lists accepted in an identity's metadata.
 MAX_METADATA_DEPTH = 32
 # Validation error types that become the error code of the response (see facever.app.errors).
-VALIDATION_CODES = ("invalid_character", "invalid_metadata")
+VALIDATION_CODES = (ErrorCode.INVALID_CHARACTER, ErrorCode.INVALID_METADATA)
 
 
 def _check_text(value: str) -> str:
     """Refuse what the databases cannot store in a text column: NUL (PostgreSQL) and lone surrogates."""
     if "\x00" in value:
-        raise PydanticCustomError("invalid_character", "the text must not contain the NUL character (U+0000)")
+        raise PydanticCustomError(
+            ErrorCode.INVALID_CHARACTER, "the text must not contain the NUL character (U+0000)"
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise PydanticCustomError(
-            "invalid_character", "the text must not contain unpaired surrogates (not valid Unicode)"
+            ErrorCode.INVALID_CHARACTER, "the text must not contain unpaired surrogates (not valid Unicode)"
         ) from None
     return value
 
@@ -80,7 +83,8 @@ def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict | list):
             if depth > MAX_METADATA_DEPTH:
                 raise PydanticCustomError(
-                    "invalid_metadata", f"the metadata is nested deeper than {MAX_METADATA_DEPTH} levels"
+                    ErrorCode.INVALID_METADATA,
+                    f"the metadata is nested deeper than {MAX_METADATA_DEPTH} levels",
                 )
             if isinstance(value, dict):
                 for key in value:
@@ -92,7 +96,9 @@ def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, str):
             _check_text(value)
         elif isinstance(value, float) and not math.isfinite(value):
-            raise PydanticCustomError("invalid_metadata", "the metadata must not contain NaN or Infinity")
+            raise PydanticCustomError(
+                ErrorCode.INVALID_METADATA, "the metadata must not contain NaN or Infinity"
+            )
     return metadata
 
 
@@ -143,7 +149,7 @@ class ErrorResponse(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "error": {"code": "no_face", "message": "image2: no face was found in the image"},
+                    "error": {"code": ErrorCode.NO_FACE, "message": "image2: no face was found in the image"},
                     "request_id": "6f1c2a9e0b7d4c55a1e2f3a4b5c6d7e8",
                 }
             ]
@@ -394,7 +400,7 @@ class EnrollResponse(BaseModel):
                             "index": 1,
                             "filename": "cat.jpg",
                             "accepted": False,
-                            "error": {"code": "no_face", "message": "no face was found in the image"},
+                            "error": {"code": ErrorCode.NO_FACE, "message": "no face was found in the image"},
                         },
                     ],
                     "model": {"name": "facever-dlib", "version": "1.0.0"},

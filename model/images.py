@@ -17,13 +17,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from facever.model.errors import ErrorCode
+
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"})
 
 
 class ImageError(ValueError):
     """A bad image, with a machine-readable ``code`` the service maps to a 4xx response."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: ErrorCode, message: str):
         super().__init__(message)
         self.code = code
         self.message = message
@@ -68,37 +70,40 @@ _ORIENTATION = {
 def open_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
     """Read an image's header (its pixels are not decoded yet) and check it against ``limits``."""
     if not data:
-        raise ImageError("empty_image", "the image is empty (0 bytes)")
+        raise ImageError(ErrorCode.EMPTY_IMAGE, "the image is empty (0 bytes)")
     if len(data) > limits.max_bytes:
         raise ImageError(
-            "image_too_large", f"the image is {len(data)} bytes; the limit is {limits.max_bytes} bytes"
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"the image is {len(data)} bytes; the limit is {limits.max_bytes} bytes",
         )
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError("not_an_image", "the data is not an image in a format facever reads") from None
+        raise ImageError(
+            ErrorCode.NOT_AN_IMAGE, "the data is not an image in a format facever reads"
+        ) from None
     except Image.DecompressionBombError:
         # Pillow refuses images of more than 2 x Image.MAX_IMAGE_PIXELS before we see their size.
         raise ImageError(
-            "too_many_pixels",
+            ErrorCode.TOO_MANY_PIXELS,
             f"the image has more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels; "
             f"the limit is {limits.max_pixels}",
         ) from None
     except Exception as exc:  # PIL raises many kinds on garbage headers
-        raise ImageError("corrupt_image", f"the image header could not be read: {exc}") from None
+        raise ImageError(ErrorCode.CORRUPT_IMAGE, f"the image header could not be read: {exc}") from None
     if image.format not in SUPPORTED_FORMATS:
         raise ImageError(
-            "unsupported_format",
+            ErrorCode.UNSUPPORTED_FORMAT,
             f"{image.format} images are not supported; use one of {', '.join(sorted(SUPPORTED_FORMATS))}",
         )
     width, height = image.size
     if width * height > limits.max_pixels:
         raise ImageError(
-            "too_many_pixels",
+            ErrorCode.TOO_MANY_PIXELS,
             f"the image is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}",
         )
     if width < 1 or height < 1:
-        raise ImageError("corrupt_image", "the image has no pixels")
+        raise ImageError(ErrorCode.CORRUPT_IMAGE, "the image has no pixels")
     return image
 
 
@@ -131,10 +136,10 @@ def load_image(image: Image.Image, working_side: int | None = None) -> DecodedIm
                     width, height = height, width
             return DecodedImage(to_rgb(image, sixteen_bit), width, height)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("too_many_pixels", "the image decodes to too many pixels") from None
+        raise ImageError(ErrorCode.TOO_MANY_PIXELS, "the image decodes to too many pixels") from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated and corrupt data as OSError ("image file is truncated", ...).
-        raise ImageError("corrupt_image", f"the image data is truncated or corrupt: {exc}") from None
+        raise ImageError(ErrorCode.CORRUPT_IMAGE, f"the image data is truncated or corrupt: {exc}") from None
 
 
 def _reduce(image: Image.Image, factor: int) -> Image.Image:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facever.model.detection import DetectedFace
+from facever.model.errors import ErrorCode
 
 # (value at which the score is 0, value at which it is 1); decreasing ramps have lo > hi.
 RAMPS = {
@@ -39,10 +40,10 @@ RAMPS = {
     "clipped": (0.5, 0.2),  # share of clipped pixels
 }
 REASONS = {
-    "size": "face_too_small",
-    "sharpness": "too_blurred",
-    "pose": "pose_too_far",
-    "exposure": "badly_exposed",
+    "size": ErrorCode.FACE_TOO_SMALL,
+    "sharpness": ErrorCode.TOO_BLURRED,
+    "pose": ErrorCode.POSE_TOO_FAR,
+    "exposure": ErrorCode.BADLY_EXPOSED,
 }
 # The nose tip's depth in front of the eyes and mouth, in inter-ocular distances (a rigid head model).
 NOSE_DEPTH = 0.5

@@ -11,6 +11,7 @@ from facever.app.core import security
 from facever.app.core.keys import Principal
 from facever.app.errors import ApiError
 from facever.app.service import Service
+from facever.model.errors import ErrorCode
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -41,20 +42,20 @@ def require_scope(needed: security.Scope):
             if wait is not None:
                 raise ApiError(
                     429,
-                    "too_many_failed_auth",
+                    ErrorCode.TOO_MANY_FAILED_AUTH,
                     f"too many requests from this address failed to authenticate; retry in {wait} s",
                     {"Retry-After": str(wait)},
                 )
             limits.failed_auth.failed(address)
             if not key:
-                raise ApiError(401, "missing_api_key", "send an API key in the X-API-Key header")
-            raise ApiError(401, "invalid_api_key", "the API key is not valid")
+                raise ApiError(401, ErrorCode.MISSING_API_KEY, "send an API key in the X-API-Key header")
+            raise ApiError(401, ErrorCode.INVALID_API_KEY, "the API key is not valid")
         if key and principal.source != "auth-disabled":
             wait = limits.key_rate.take(security.hash_key(key))
             if wait is not None:
                 raise ApiError(
                     429,
-                    "rate_limited",
+                    ErrorCode.RATE_LIMITED,
                     f"this API key is over its rate of {limits.key_rate.rate:g} requests a second; "
                     f"retry in {wait} s",
                     {"Retry-After": str(wait)},
@@ -62,7 +63,7 @@ def require_scope(needed: security.Scope):
         if not security.grants(principal.scope, needed):
             raise ApiError(
                 403,
-                "insufficient_scope",
+                ErrorCode.INSUFFICIENT_SCOPE,
                 f"this needs a key with scope {needed}; the key has scope {principal.scope}",
             )
         return principal

@@ -1,37 +1,56 @@
-"""The error responses each endpoint documents in the OpenAPI schema."""
+"""The error responses each endpoint documents in the OpenAPI schema, written from the one list of error
+codes (facever.model.errors.ErrorCode): each status's description names every code answered with it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from facever.app.schemas import ErrorResponse
+from facever.model.errors import ErrorCode, codes_of
 
-_DESCRIPTIONS = {
-    400: "Malformed request body (invalid_multipart: unreadable or truncated)",
-    401: "Missing or invalid API key (missing_api_key, invalid_api_key)",
-    403: "The API key's scope does not allow this (insufficient_scope)",
-    404: "Unknown identity or face (identity_not_found, face_not_found)",
-    409: "Conflict (external_id_taken, no_enrolled_faces)",
-    413: "Image or request too large (image_too_large, request_too_large)",
-    415: "Body neither multipart/form-data nor JSON (unsupported_media_type)",
-    422: "Bad input: invalid_request (also: query parameters, which these endpoints do not take), "
-    "invalid_json, missing_image, invalid_base64, empty_image, "
-    "not_an_image, corrupt_image, unsupported_format, too_many_pixels, no_face, multiple_faces, "
-    "too_many_images; per enrolled photo also face_too_small, too_blurred, pose_too_far, badly_exposed "
-    "(its quality score is below FACEVER_MIN_ENROLL_QUALITY)",
-    429: "Too many failed authentications from this address (too_many_failed_auth), or this key is "
-    "over FACEVER_KEY_RATE_LIMIT (rate_limited); see the Retry-After header",
-    503: "Too many requests waiting for inference (overloaded)",
+_HEADINGS = {
+    400: "Malformed request",
+    401: "Missing or invalid API key",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    409: "Conflict",
+    413: "Image or request too large",
+    415: "Unsupported media type",
+    422: "Bad input",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Overloaded",
 }
+
+
+# Codes that only one endpoint answers with, described there (not in every endpoint's list).
+OWN_ENDPOINT_CODES = {ErrorCode.NOT_READY}
+
+
+def describe(status: int, codes: list[ErrorCode] | None = None, heading: str | None = None) -> str:
+    """``status``'s heading and its codes (all but OWN_ENDPOINT_CODES unless ``codes``), each with its
+    description."""
+    listed = [c for c in codes_of(status) if c not in OWN_ENDPOINT_CODES] if codes is None else codes
+    return f"{heading or _HEADINGS[status]}: " + "; ".join(
+        f"{code.value} ({code.description})" for code in listed
+    )
+
+
+_DESCRIPTIONS = {status: describe(status) for status in sorted({code.status for code in ErrorCode})}
 
 IMAGE_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
 
 # The 422 of the identity endpoints (not FastAPI's HTTPValidationError: every error is the envelope).
-IDENTITY_INPUT_DESCRIPTION = (
-    "Bad input: invalid_request (e.g. an id or offset out of range, 1 to 2^63-1), invalid_json, "
-    "invalid_character (NUL or an unpaired surrogate in a text), invalid_metadata (nested deeper than 32 "
-    "levels, NaN or Infinity), metadata_too_large (over FACEVER_MAX_METADATA_BYTES as JSON)"
-)
+IDENTITY_INPUT_CODES = [
+    ErrorCode.INVALID_REQUEST,
+    ErrorCode.INVALID_JSON,
+    ErrorCode.INVALID_CHARACTER,
+    ErrorCode.INVALID_METADATA,
+    ErrorCode.METADATA_TOO_LARGE,
+]
+IDENTITY_INPUT_DESCRIPTION = describe(422, IDENTITY_INPUT_CODES)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from facever.app.analysis import Upload
 from facever.app.core.config import Settings
 from facever.app.errors import ApiError, describe_validation_errors, invalid_json_message
+from facever.model.errors import ErrorCode
 from facever.model.images import ImageError
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
@@ -55,7 +56,7 @@ async def read_image_request(
         names = ", ".join(sorted(set(request.query_params.keys())))
         raise ApiError(
             422,
-            "invalid_request",
+            ErrorCode.INVALID_REQUEST,
             f"this endpoint takes no query parameters (got {names}); send the options in the body",
         )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -65,7 +66,7 @@ async def read_image_request(
         return await _read_json(request, fields, json_model, options_model, settings)
     raise ApiError(
         415,
-        "unsupported_media_type",
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         f"send the images as multipart/form-data (fields {', '.join(fields.names)}) or as application/json "
         f"with base64 strings, not {content_type or 'a body without Content-Type'}",
     )
@@ -81,16 +82,18 @@ async def _read_multipart(
     except StarletteHTTPException as exc:  # starlette's multipart parser reports every problem as 400
         if str(exc.detail).startswith("Too many files"):
             raise ApiError(
-                422, "too_many_images", f"at most {settings.max_enroll_images} images fit in one request"
+                422,
+                ErrorCode.TOO_MANY_IMAGES,
+                f"at most {settings.max_enroll_images} images fit in one request",
             ) from None
         raise ApiError(
-            400, "invalid_multipart", f"the multipart body could not be read: {exc.detail}"
+            400, ErrorCode.INVALID_MULTIPART, f"the multipart body could not be read: {exc.detail}"
         ) from None
     try:
         if not ending.seen:
             raise ApiError(
                 400,
-                "invalid_multipart",
+                ErrorCode.INVALID_MULTIPART,
                 "the multipart body is truncated: it does not end with its closing boundary",
             )
         uploads: list[Upload] = []
@@ -137,7 +140,7 @@ class _ClosingBoundary:
 
 async def _file_upload(label: str, name: str, value: Any) -> Upload:
     if not isinstance(value, UploadFile):
-        raise ApiError(422, "missing_image", f"the form field {name} must be a file, not text")
+        raise ApiError(422, ErrorCode.MISSING_IMAGE, f"the form field {name} must be a file, not text")
     return Upload(label, value.filename, await value.read())
 
 
@@ -151,9 +154,9 @@ async def _read_json(
     try:
         payload = json.loads(await request.body())
     except (ValueError, RecursionError) as exc:  # a syntax error, not UTF-8, too deep, an integer too long
-        raise ApiError(422, "invalid_json", invalid_json_message(exc)) from None
+        raise ApiError(422, ErrorCode.INVALID_JSON, invalid_json_message(exc)) from None
     if not isinstance(payload, dict):
-        raise ApiError(422, "invalid_request", "the JSON body must be an object")
+        raise ApiError(422, ErrorCode.INVALID_REQUEST, "the JSON body must be an object")
     for name in fields.single:
         if payload.get(name) is None:
             raise _missing(name, None)
@@ -180,13 +183,16 @@ def _base64_upload(label: str, text: str, settings: Settings) -> Upload:
     # 4 base64 characters carry 3 bytes: refuse an oversized image before decoding it.
     if len(text) // 4 * 3 > settings.max_image_bytes + 3:
         error = ImageError(
-            "image_too_large", f"the image is larger than the limit of {settings.max_image_bytes} bytes"
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"the image is larger than the limit of {settings.max_image_bytes} bytes",
         )
         return Upload(label, None, error=error)
     try:
         data = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        return Upload(label, None, error=ImageError("invalid_base64", "the image is not valid base64"))
+        return Upload(
+            label, None, error=ImageError(ErrorCode.INVALID_BASE64, "the image is not valid base64")
+        )
     return Upload(label, None, data)
 
 
@@ -194,20 +200,20 @@ def _validate(model: type[OptionsT], values: dict[str, Any]) -> OptionsT:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise ApiError(422, "invalid_request", describe_validation_errors(exc.errors())) from None
+        raise ApiError(422, ErrorCode.INVALID_REQUEST, describe_validation_errors(exc.errors())) from None
 
 
 def _missing(name: str, how: str | None) -> ApiError:
     if how == "once":
-        return ApiError(422, "invalid_request", f"the field {name} must be given once")
-    return ApiError(422, "missing_image", f"the image field {name} is missing")
+        return ApiError(422, ErrorCode.INVALID_REQUEST, f"the field {name} must be given once")
+    return ApiError(422, ErrorCode.MISSING_IMAGE, f"the image field {name} is missing")
 
 
 def _check_count(count: int, settings: Settings) -> None:
     if count > settings.max_enroll_images:
         raise ApiError(
             422,
-            "too_many_images",
+            ErrorCode.TOO_MANY_IMAGES,
             f"{count} images were sent; at most {settings.max_enroll_images} fit in one request",
         )
 

@@ -6,9 +6,11 @@ import anyio
 from fastapi import APIRouter, Request, Response
 
 from facever.app.api.deps import ServiceDep
+from facever.app.api.responses import describe
 from facever.app.errors import error_response
 from facever.app.metrics import metrics_response
 from facever.app.schemas import ErrorResponse, Health
+from facever.model.errors import ErrorCode
 
 router = APIRouter(tags=["operations"])
 
@@ -22,7 +24,12 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Health,
     summary="Readiness: model loaded, database reachable, gallery loaded",
-    responses={503: {"model": ErrorResponse, "description": "Not ready (not_ready)"}},
+    responses={
+        503: {
+            "model": ErrorResponse,
+            "description": describe(503, [ErrorCode.NOT_READY], heading="Not ready"),
+        }
+    },
 )
 async def readyz(request: Request, service: ServiceDep) -> Health | Response:
     checks = {"model": "ok", "gallery": "ok" if service.gallery.version is not None else "not loaded"}
@@ -34,7 +41,7 @@ async def readyz(request: Request, service: ServiceDep) -> Health | Response:
     failing = {name: state for name, state in checks.items() if state != "ok"}
     if failing:
         message = "; ".join(f"{name}: {state}" for name, state in failing.items())
-        return error_response(request, 503, "not_ready", message)
+        return error_response(request, 503, ErrorCode.NOT_READY, message)
     return Health(status="ready", checks=checks)
 
 

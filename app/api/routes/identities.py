@@ -36,6 +36,7 @@ from facever.app.schemas import (
     StoredText,
 )
 from facever.app.service import Service
+from facever.model.errors import ErrorCode
 from facever.model.images import ImageError
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"])
@@ -50,7 +51,7 @@ PROBE_FIELDS = ImageFields(single=("image",))
 
 
 def _not_found(identity_id: int) -> ApiError:
-    return ApiError(404, "identity_not_found", f"there is no identity {identity_id}")
+    return ApiError(404, ErrorCode.IDENTITY_NOT_FOUND, f"there is no identity {identity_id}")
 
 
 def _identity_out(identity: Identity, counts: tuple[int, int]) -> IdentityOut:
@@ -80,7 +81,7 @@ def create_identity(body: IdentityCreate, service: ServiceDep) -> IdentityOut:
             identity = crud.create_identity(session, body.name, body.external_id, body.metadata)
         except crud.ExternalIdTaken:
             raise ApiError(
-                409, "external_id_taken", f"an identity with external_id {body.external_id!r} exists"
+                409, ErrorCode.EXTERNAL_ID_TAKEN, f"an identity with external_id {body.external_id!r} exists"
             ) from None
     return _identity_out(identity, (0, 0))
 
@@ -90,7 +91,7 @@ def _check_metadata_size(metadata: dict, limit: int) -> None:
     if size > limit:
         raise ApiError(
             422,
-            "metadata_too_large",
+            ErrorCode.METADATA_TOO_LARGE,
             f"the metadata is {size} bytes as JSON; the limit is {limit} (FACEVER_MAX_METADATA_BYTES)",
         )
 
@@ -183,7 +184,7 @@ async def delete_face(identity_id: IdentityId, face_id: FaceId, service: Service
     if not await service.in_session(crud.delete_face, identity_id, face_id):
         if await service.in_session(crud.get_identity, identity_id) is None:
             raise _not_found(identity_id)
-        raise ApiError(404, "face_not_found", f"identity {identity_id} has no face {face_id}")
+        raise ApiError(404, ErrorCode.FACE_NOT_FOUND, f"identity {identity_id} has no face {face_id}")
     await service.sync_gallery()
     return Response(status_code=204)
 
@@ -317,7 +318,7 @@ def _identity_templates(session, identity_id: int, service: Service):
     if not face_ids:
         raise ApiError(
             409,
-            "no_enrolled_faces",
+            ErrorCode.NO_ENROLLED_FACES,
             f"identity {identity_id} has no faces enrolled with the current model "
             f"({service.model.name} {service.model.version}); enroll some first",
         )
