@@ -104,7 +104,12 @@ def load_or_build(
     found = np.array([r[1] for r in results])
     landmarks = np.stack([r[2] for r in results]).astype(np.float32)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp.npz")
-    np.savez(tmp, crops=crops, found=found, landmarks=landmarks)
-    tmp.replace(cache_file)
+    # A temporary name of this process's own, then an atomic rename: two processes building the same
+    # cache at once (e.g. ranks of a distributed run) never write into one file.
+    tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, crops=crops, found=found, landmarks=landmarks)
+        tmp.replace(cache_file)
+    finally:
+        tmp.unlink(missing_ok=True)
     return CropCache(keys, crops, found, landmarks, size, pad)

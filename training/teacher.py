@@ -88,7 +88,10 @@ def load_or_build(paths: dict[str, Path], cache_dir: Path, workers: int | None =
     embeddings = np.stack([r[0] for r in results])
     found = np.array([r[1] for r in results])
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp.npz")
-    np.savez(tmp, embeddings=embeddings, found=found)
-    tmp.replace(cache_file)
+    tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npz")  # per process, renamed atomically
+    try:
+        np.savez(tmp, embeddings=embeddings, found=found)
+        tmp.replace(cache_file)
+    finally:
+        tmp.unlink(missing_ok=True)
     return {"keys": keys, "embeddings": embeddings, "found": found}

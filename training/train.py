@@ -1,8 +1,10 @@
 """The trainer: a Siamese embedding network fitted with contrastive loss on identity-balanced batches.
 
-One process on CPU, or one process per GPU under ``torchrun`` (DistributedDataParallel). It
-checkpoints regularly and resumes from the last checkpoint in its output folder, so a stopped
-run continues where it was. At the end it exports the ONNX model with its calibrated threshold.
+One process on CPU, or several under ``torchrun`` (one per GPU, or CPU processes with gloo), the
+network and the loss's own parameters wrapped in ``torch.nn.parallel.DistributedDataParallel``. Rank 0
+builds the caches while the others wait, then every rank reads them. It checkpoints regularly (with
+every rank's sampler and RNG state) and resumes from the last checkpoint in its output folder, so a
+stopped run continues where it was. At the end it exports the ONNX model with its calibrated threshold.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +36,7 @@ from facever.training.networks import build_network, crop_template
 log = logging.getLogger("facever.training")
 
 CHECKPOINT = "checkpoint.pt"
+T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> None:
@@ -67,6 +73,23 @@ class Objective(torch.nn.Module):
             terms["teacher"] = self.config.teacher_weight * ramp * self.teacher(embeddings, teacher)
         terms["total"] = sum(terms.values())
         return terms
+
+
+class Trainee(torch.nn.Module):
+    """The network and the objective as one module, so that DistributedDataParallel, which hooks
+    ``forward`` only, synchronises the gradients of both (the network's and e.g. ArcFace's class
+    centres). Checkpoints, validation and export use ``network`` itself, never this wrapper."""
+
+    def __init__(self, network: torch.nn.Module, objective: Objective):
+        super().__init__()
+        self.network = network
+        self.objective = objective
+
+    def forward(
+        self, pixels, labels, teacher, progress: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        features = self.network.features(pixels)
+        return features, self.objective(features, labels, teacher, progress)
 
 
 def learning_rate(step: int, total: int, config: TrainConfig) -> float:
@@ -109,16 +132,20 @@ def validate(model, cache, index, pairs, size) -> dict:
 
 
 class Distributed:
-    """torchrun sets WORLD_SIZE/RANK; without it this is a single process."""
+    """The process group: torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; without them a single process.
 
-    def __init__(self):
+    nccl on GPUs (one per process), gloo on CPU. The timeout is long because the other ranks wait at
+    a barrier while rank 0 builds the caches (detection over all of LFW can take a while).
+    """
+
+    def __init__(self, timeout: timedelta = timedelta(hours=3)):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1 and torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank)
         if self.world > 1:
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            dist.init_process_group(backend)
-            if torch.cuda.is_available():
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=timeout)
         self.device = torch.device(
             f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
         )
@@ -126,6 +153,36 @@ class Distributed:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    def once(self, build: Callable[[], T]) -> T:
+        """``build()`` on rank 0 first while the others wait, then on the others: for a cache that
+        rank 0 writes and the others then only read."""
+        if self.world > 1 and not self.main:
+            dist.barrier()
+        result = build()
+        if self.world > 1 and self.main:
+            dist.barrier()
+        return result
+
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` in DistributedDataParallel when there are several processes (it broadcasts rank
+        0's parameters and buffers now, and averages the gradients in ``backward``)."""
+        if self.world == 1:
+            return module
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+    def gather(self, value: T) -> list[T] | None:
+        """Every rank's ``value`` on rank 0 (in rank order), None on the others."""
+        if self.world == 1:
+            return [value]
+        values = [None] * self.world if self.main else None
+        dist.gather_object(value, values, dst=0)
+        return values
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
 
     def close(self) -> None:
         if self.world > 1:
@@ -154,15 +211,17 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
         # Nothing to fit: the (pretrained) network as it is, e.g. dlib's imported weights.
         if ddp.main and not checkpoint_path.exists():
             model = build_network(config)
-            save_checkpoint(checkpoint_path, model, None, None, None, 0, [], config)
+            save_checkpoint(checkpoint_path, model, None, None, [rng_state(None)], 0, [], config)
         ddp.close()
         return checkpoint_path
     validating = config.run.validate_every > 0
     size, pad = config.network.input_size, config.data.crop_pad
     needed = [training_people] + ([split.calibration] if validating else [])
     keys = {k: lfw.path(k) for people in needed for v in people.values() for k in v}
-    cache = crop_cache.load_or_build(
-        keys, size, pad, Path(config.data.cache_dir), points=crop_template(config, pad)
+    cache = ddp.once(
+        lambda: crop_cache.load_or_build(
+            keys, size, pad, Path(config.data.cache_dir), points=crop_template(config, pad)
+        )
     )
     index = cache.index()
 
@@ -171,7 +230,7 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
     person_label = {p: i for i, p in enumerate(people)}
     labels = np.array([person_label[k.split("/")[0]] for k in train_keys])
     crops = torch.from_numpy(cache.crops[[index[k] for k in train_keys]])
-    teacher = load_teacher(config, lfw, train_keys)
+    teacher = ddp.once(lambda: load_teacher(config, lfw, train_keys))
     calibration_pairs = [p for p in lfw.pairs() if p.fold in config.data.calibration_folds]
 
     # channels-last convolutions run ~1.4x faster on CPU (oneDNN) and on GPU tensor cores
@@ -198,11 +257,12 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
         model.load_state_dict(state["model"])
         objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
-        sampler.rng = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        restore_rng_state(state, sampler, ddp.rank)
         step, history = state["step"], state["history"]
         if ddp.main:
             log.info("resumed from %s at step %d", checkpoint_path, step)
+    # After loading: DDP broadcasts rank 0's parameters and buffers when it wraps them.
+    trainee = ddp.wrap(Trainee(model, objective))
 
     generator = torch.Generator().manual_seed(config.run.seed * 7919 + step + ddp.rank)
     log_file = (out_dir / "log.jsonl").open("a") if ddp.main else None
@@ -219,15 +279,9 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
         batch_teacher = torch.from_numpy(teacher[batch]).to(ddp.device) if teacher is not None else None
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total_steps, config)
-        features = model.features(pixels)
-        terms = objective(features, batch_labels, batch_teacher, step / total_steps)
+        features, terms = trainee(pixels, batch_labels, batch_teacher, step / total_steps)
         optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        if ddp.world > 1:  # average gradients across processes (model and loss parameters alike)
-            for p in parameters:
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= ddp.world
+        terms["total"].backward()  # under DDP this also averages the gradients across processes
         optimizer.step()
         step += 1
         seen += len(batch) * ddp.world
@@ -253,12 +307,17 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
             history.append(record) if "val_accuracy" in record else None
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
-            if step % config.run.checkpoint_every == 0 or step == total_steps:
-                save_checkpoint(checkpoint_path, model, objective, optimizer, sampler, step, history, config)
+        if step % config.run.checkpoint_every == 0 or step == total_steps:
+            rng_states = ddp.gather(rng_state(sampler))  # every rank takes part; rank 0 writes
+            if ddp.main:
+                save_checkpoint(
+                    checkpoint_path, model, objective, optimizer, rng_states, step, history, config
+                )
         bar.update(1)
     bar.close()
     if log_file:
         log_file.close()
+    ddp.barrier()  # the checkpoint is written when any rank returns
     ddp.close()
     return checkpoint_path
 
@@ -277,15 +336,38 @@ def pair_accuracy(features: torch.Tensor, labels: torch.Tensor, margin: float) -
     }
 
 
-def save_checkpoint(path, model, objective, optimizer, sampler, step, history, config) -> None:
+def rng_state(sampler: PKSampler | None) -> dict:
+    """This process's sampler generator and torch RNG state, as the checkpoint keeps them per rank."""
+    return {"sampler": sampler.rng if sampler is not None else None, "torch": torch.get_rng_state()}
+
+
+def restore_rng_state(state: dict, sampler: PKSampler, rank: int) -> None:
+    """Give this rank back its own sampler and torch RNG state from the checkpoint.
+
+    A checkpoint from a run with fewer processes has no state for the new ranks: they keep their
+    fresh seeds. One from before per-rank states (``sampler_rng``) held rank 0's only.
+    """
+    states = state.get("rng_states") or [
+        {"sampler": state.get("sampler_rng"), "torch": state.get("torch_rng")}
+    ]
+    if rank >= len(states):
+        log.warning("checkpoint has no sampler state for rank %d: it starts from its seed", rank)
+        return
+    if states[rank]["sampler"] is not None:
+        sampler.rng = states[rank]["sampler"]
+    if states[rank]["torch"] is not None:
+        torch.set_rng_state(states[rank]["torch"])
+
+
+def save_checkpoint(path, model, objective, optimizer, rng_states, step, history, config) -> None:
+    """``rng_states``: every rank's ``rng_state``, in rank order."""
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
             "model": model.state_dict(),
             "objective": objective.state_dict() if objective is not None else None,
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
-            "sampler_rng": sampler.rng if sampler is not None else None,
-            "torch_rng": torch.get_rng_state(),
+            "rng_states": rng_states,
             "step": step,
             "history": history,
             "config": config.model_dump(),
