@@ -81,7 +81,5 @@ def calibrate(embeddings: np.ndarray, people: list[str]) -> dict:
         "balanced_accuracy": balanced_accuracy,
         "genuine_pairs": int(same.sum()),
         "impostor_pairs": int((~same).sum()),
-        "tar_at_far": {
-            name: float(np.mean(scores[same] >= thresholds[name])) for name in FARS
-        },
+        "tar_at_far": {name: float(np.mean(scores[same] >= thresholds[name])) for name in FARS},
     }

@@ -134,8 +134,14 @@ def test_two_photos_of_one_person_read_same_person(chrome, server, tmp_path):
     assert "Score" in result and "Threshold" in result
     for n in (1, 2):  # the aligned crops the model saw, as PNG data URLs
         crop = chrome.find_element(By.ID, f"crop{n}")
-        _wait(chrome, lambda d, c=crop: c.is_displayed() and d.execute_script(
-            "return arguments[0].complete && arguments[0].naturalWidth", c), f"crop {n}")
+        _wait(
+            chrome,
+            lambda d, c=crop: (
+                c.is_displayed()
+                and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", c)
+            ),
+            f"crop {n}",
+        )
         assert chrome.execute_script("return arguments[0].naturalWidth", crop) == 150
     chrome.save_screenshot(str(tmp_path / "verify-same-person.png"))
     assert not _csp_violations(chrome)

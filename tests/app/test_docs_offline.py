@@ -24,4 +24,3 @@ def test_the_docs_pages_use_only_the_apps_own_assets(sqlite_client, page):
         fetched = sqlite_client.get(asset)
         assert fetched.status_code == 200, asset
         assert fetched.content, asset
-
