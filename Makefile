@@ -42,6 +42,7 @@ test: $(VENV)/.dev
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The long schemathesis sitting over every operation (tests/app/test_fuzz.py), fresh random cases:
 # FACEVER_FUZZ_CASES per operation and generation mode, 60 by default = over 1,000 cases per database
