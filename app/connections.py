@@ -49,7 +49,7 @@ class ReadTimeouts:
 
     # -- uvicorn's protocol interface -------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         if self.max_connections and len(self.connections) > self.max_connections:
             self._refuse()

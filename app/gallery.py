@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select
 
 from facever.app import metrics
@@ -117,7 +118,7 @@ class TemplateIndex:
         self._identity_ids = np.asarray(identity_ids, np.int64)
         self._publish(len(self._face_ids))
 
-    def add(self, matrix: np.ndarray, face_ids: np.ndarray, identity_ids: np.ndarray) -> None:
+    def add(self, matrix: np.ndarray, face_ids: np.ndarray, identity_ids: npt.ArrayLike) -> None:
         """Append templates; faces already held (a reload may have loaded them already) are skipped."""
         face_ids = np.asarray(face_ids, np.int64)
         new = ~np.isin(face_ids, self._snapshot.face_ids)
@@ -131,7 +132,7 @@ class TemplateIndex:
         self._identity_ids[n : n + k] = np.asarray(identity_ids, np.int64)[new]
         self._publish(n + k)
 
-    def remove(self, face_ids: np.ndarray = (), identity_ids: np.ndarray = ()) -> None:
+    def remove(self, face_ids: npt.ArrayLike = (), identity_ids: npt.ArrayLike = ()) -> None:
         """Drop these faces and every template of these identities."""
         old = self._snapshot
         drop = np.isin(old.face_ids, np.asarray(face_ids, np.int64))

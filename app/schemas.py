@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -86,6 +87,7 @@ def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
                     ErrorCode.INVALID_METADATA,
                     f"the metadata is nested deeper than {MAX_METADATA_DEPTH} levels",
                 )
+            items: Iterable[Any]
             if isinstance(value, dict):
                 for key in value:
                     _check_text(key)
@@ -102,7 +104,7 @@ def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return metadata
 
 
-_FACE_EXAMPLE = {
+_FACE_EXAMPLE: dict[str, Any] = {
     "image": "image1",
     "box": [71.9, 62.3, 175.6, 191.8],
     "box_normalized": [0.288, 0.249, 0.702, 0.767],

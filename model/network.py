@@ -24,6 +24,7 @@ class ResidualBlock(nn.Module):
             nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False),
             nn.BatchNorm2d(channels_out),
         )
+        self.shortcut: nn.Module
         if stride != 1 or channels_in != channels_out:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(channels_in, channels_out, 1, stride, bias=False), nn.BatchNorm2d(channels_out)

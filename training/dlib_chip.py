@@ -48,7 +48,7 @@ def fit(lfw: LFW, count: int = 500, seed: int = 0) -> tuple[np.ndarray, int]:
     mtcnn = FaceDetector(device="cpu")
     keys = [k for ks in lfw.identities().values() for k in ks]
     rng = np.random.default_rng(seed)
-    points = []
+    points: list[np.ndarray] = []
     for key in rng.permutation(keys):
         if len(points) == count:
             break
