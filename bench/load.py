@@ -16,10 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,17 +24,11 @@ import common
 import httpx
 import numpy as np
 
+from facever.live_server import LiveServer
 from facever.training.lfw import LFW, Pair
 
-HOST = "127.0.0.1"
 MAX_REQUESTS_PER_LEVEL = 100_000
 STARTUP_TIMEOUT_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def choose_pairs(data: Path, n: int) -> list[tuple[Pair, bytes, bytes]]:
@@ -53,55 +43,9 @@ def choose_pairs(data: Path, n: int) -> list[tuple[Pair, bytes, bytes]]:
     return [(p, lfw.path(p.first).read_bytes(), lfw.path(p.second).read_bytes()) for p in chosen]
 
 
-class Server:
-    """``facever serve`` on a free port with a temporary SQLite database; stopped on exit."""
-
-    def __init__(self, model_dir: Path, workdir: Path):
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        self.log_path = workdir / "server.log"
-        self.env = {
-            **os.environ,
-            "FACEVER_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
-            "FACEVER_AUTH": "disabled",
-            "FACEVER_MODEL": str(model_dir),
-            "FACEVER_LOG_LEVEL": os.environ.get("FACEVER_LOG_LEVEL", "WARNING"),
-        }
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> Server:
-        facever = Path(sys.executable).with_name("facever")  # the console script of this environment
-        command = [str(facever), "serve", "--host", HOST, "--port", str(self.port)]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"facever serve exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        self.__exit__(None, None, None)
-        raise RuntimeError(f"facever serve did not answer /healthz within {STARTUP_TIMEOUT_S} s")
-
-    def __exit__(self, *exc) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def rss(self, field: str = "VmRSS") -> int:
-        return common.rss_bytes(self.process.pid, field)
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+def start_server(model_dir: Path, workdir: Path) -> LiveServer:
+    """``facever serve`` with ``model_dir`` on a free port, a temporary SQLite database, auth disabled."""
+    return LiveServer(workdir, startup_timeout_s=STARTUP_TIMEOUT_S, model=str(model_dir))
 
 
 async def verify(client: httpx.AsyncClient, first: bytes, second: bytes) -> tuple[float, int | str]:
@@ -194,24 +138,24 @@ def main() -> None:
     pairs = choose_pairs(args.data, args.pairs or (4 if args.smoke else 200))
 
     model = common.model_info(args.model)
-    with tempfile.TemporaryDirectory() as workdir, Server(args.model, Path(workdir)) as server:
+    with tempfile.TemporaryDirectory() as workdir, start_server(args.model, Path(workdir)) as server:
         info = httpx.get(f"{server.url}/v1/info", timeout=10).json()
         if os.environ.get("FACEVER_DEVICE") == "cuda" and info["providers"][0] != "CUDAExecutionProvider":
             raise SystemExit(f"FACEVER_DEVICE=cuda but the service runs on {info['providers']}")
         served = (info["model"]["name"], info["model"]["version"])
         if served != (model["name"], model["version"]):
             raise SystemExit(f"the service runs {served}, not the model of {args.model}")
-        rss_start = server.rss()
+        rss_start = server.memory_kib() * 1024
         pairs, dropped = asyncio.run(screen(server.url, pairs))
         if not pairs:
             raise SystemExit(f"the service answered no pair with 200: {dropped[:3]}\n{server.log_tail()}")
         levels = []
         for concurrency in levels_wanted:
             result = asyncio.run(level(server.url, pairs, concurrency, duration))
-            result["rss_after_bytes"] = server.rss()
+            result["rss_after_bytes"] = server.memory_kib() * 1024
             levels.append(result)
             print(f"load: concurrency {concurrency}: {result['requests_per_s']:.1f} requests/s", flush=True)
-        rss_peak = server.rss("VmHWM")
+        rss_peak = server.memory_kib("VmHWM") * 1024
 
     config = {
         "model": model,

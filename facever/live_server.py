@@ -1,0 +1,87 @@
+"""``facever serve`` as a real child process on a free port of 127.0.0.1 (temporary SQLite database,
+auth disabled), for what needs the HTTP server itself: the benchmarks' load sitting and the tests of
+connection timeouts, server memory and the web page. Stopped gracefully on exit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """``settings`` become FACEVER_* variables: ``LiveServer(dir, header_timeout="1")``."""
+
+    def __init__(self, workdir: Path, startup_timeout_s: float = 120, **settings: str):
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log_path = Path(workdir) / "server.log"
+        self.startup_timeout_s = startup_timeout_s
+        self.env = {
+            **os.environ,
+            "FACEVER_DATABASE_URL": f"sqlite:///{Path(workdir) / 'live.db'}",
+            "FACEVER_AUTH": "disabled",
+            "FACEVER_LOG_LEVEL": os.environ.get("FACEVER_LOG_LEVEL", "WARNING"),
+            **{f"FACEVER_{name.upper()}": value for name, value in settings.items()},
+        }
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> LiveServer:
+        facever = Path(sys.executable).with_name("facever")  # the console script of this environment
+        command = [str(facever), "serve", "--host", HOST, "--port", str(self.port)]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"facever serve exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self._healthy():
+                return self
+            time.sleep(0.25)
+        self.__exit__()
+        raise RuntimeError(f"facever serve did not answer /healthz within {self.startup_timeout_s} s")
+
+    def __exit__(self, *exc) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def memory_kib(self, field: str = "VmRSS") -> int:
+        """VmRSS (now) or VmHWM (peak) of the server process, in KiB."""
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection((HOST, self.port), timeout=10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
