@@ -6,7 +6,6 @@ each rank's sampler state, and a resume gives each rank back its own.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,33 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+from facever.live_server import free_port
 from facever.training.config import TrainConfig
-from facever.training.lfw import LFW
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_lfw(lfw_root, tmp_path_factory):
-    """An LFW folder with 8 people (6-8 images each, none in folds 9 or 10) and the official pairs."""
-    lfw = LFW(lfw_root)
-    folds = lfw.fold_identities()
-    held_out = folds[9] | folds[10]
-    people = [p for p, keys in lfw.identities().items() if 6 <= len(keys) <= 8 and p not in held_out][:8]
-    root = tmp_path_factory.mktemp("lfw8")
-    (root / "images").mkdir()
-    (root / "pairs.txt").symlink_to(lfw_root / "pairs.txt")
-    for person in people:
-        (root / "images" / person).symlink_to(lfw_root / "images" / person)
-    return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(config: Path, out: Path, max_steps: int, record: Path) -> None:

@@ -2,28 +2,12 @@
 different-person pairs apart (this is what catches a flipped label convention)."""
 
 import numpy as np
-import pytest
 import torch
 
 from facever.training import crops as crop_cache
 from facever.training.config import TrainConfig
 from facever.training.lfw import LFW
 from facever.training.train import build_network, embed_crops, train
-
-
-@pytest.fixture(scope="module")
-def small_lfw(lfw_root, tmp_path_factory):
-    """An LFW folder with 20 people (6-12 images each, none in folds 9 or 10) and the official pairs."""
-    lfw = LFW(lfw_root)
-    folds = lfw.fold_identities()
-    held_out = folds[9] | folds[10]
-    people = [p for p, keys in lfw.identities().items() if 6 <= len(keys) <= 12 and p not in held_out][:20]
-    root = tmp_path_factory.mktemp("lfw20")
-    (root / "images").mkdir()
-    (root / "pairs.txt").symlink_to(lfw_root / "pairs.txt")
-    for person in people:
-        (root / "images" / person).symlink_to(lfw_root / "images" / person)
-    return root
 
 
 def mean_distances(model, crops: np.ndarray, labels: np.ndarray, size: int) -> tuple[float, float]:
