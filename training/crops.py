@@ -19,6 +19,7 @@ from tqdm import tqdm
 from facever.model.alignment import align, template
 from facever.model.detection import DetectorConfig, FaceDetector
 from facever.model.images import read_image, to_luma
+from facever.training.cache import save_npz
 
 # Mean MTCNN landmarks over LFW's 250x250 images, as fractions of the image side: where a
 # typically framed face sits. Training crops an image without a detected face there.
@@ -103,13 +104,5 @@ def load_or_build(
     crops = np.stack([r[0] for r in results])
     found = np.array([r[1] for r in results])
     landmarks = np.stack([r[2] for r in results]).astype(np.float32)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    # A temporary name of this process's own, then an atomic rename: two processes building the same
-    # cache at once (e.g. ranks of a distributed run) never write into one file.
-    tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, crops=crops, found=found, landmarks=landmarks)
-        tmp.replace(cache_file)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_npz(cache_file, crops=crops, found=found, landmarks=landmarks)
     return CropCache(keys, crops, found, landmarks, size, pad)

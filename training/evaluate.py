@@ -24,6 +24,7 @@ from facever.model.card import ONNX_FILE, ModelCard, ProbabilityMap
 from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
 from facever.training import protocol
+from facever.training.cache import save_npz
 from facever.training.cfp import CFP, Protocol
 from facever.training.lfw import LFW, Pair
 
@@ -62,15 +63,12 @@ def embed_images(
         cached[key] = (embedding, face is not None)
     if cache_file is not None and missing:
         keys = sorted(cached)
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
+        save_npz(
+            cache_file,
             keys=np.array(keys),
             embeddings=np.stack([cached[k][0] for k in keys]),
             found=np.array([cached[k][1] for k in keys]),
         )
-        tmp.replace(cache_file)
     return {"embeddings": {k: cached[k][0] for k in paths}, "found": {k: bool(cached[k][1]) for k in paths}}
 
 

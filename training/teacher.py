@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from facever.training.cache import save_npz
+
 RECIPE = {"detector": "hog", "upsample": 1, "landmarks": "5-point", "jitters": 1, "fallback": "whole image"}
 
 
@@ -87,11 +89,5 @@ def load_or_build(paths: dict[str, Path], cache_dir: Path, workers: int | None =
         )
     embeddings = np.stack([r[0] for r in results])
     found = np.array([r[1] for r in results])
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npz")  # per process, renamed atomically
-    try:
-        np.savez(tmp, embeddings=embeddings, found=found)
-        tmp.replace(cache_file)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_npz(cache_file, embeddings=embeddings, found=found)
     return {"keys": keys, "embeddings": embeddings, "found": found}
