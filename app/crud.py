@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from facever.app.core import security
 from facever.app.db.models import ApiKey, Face, GalleryChange, GalleryState, Identity
 from facever.app.db.session import erase_deleted
-from facever.app.templates import ModelRef, from_bytes, to_bytes
+from facever.app.stored_embeddings import ModelRef, from_bytes, to_bytes
 
 # Versions of the change log kept for replicas catching up; one further behind reloads the gallery.
 CHANGE_LOG_KEEP = 10_000

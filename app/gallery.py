@@ -45,7 +45,7 @@ from sqlalchemy import select
 from facever.app import metrics
 from facever.app.db.models import Face, GalleryChange, GalleryState
 from facever.app.db.session import Database
-from facever.app.templates import ModelRef, from_bytes
+from facever.app.stored_embeddings import ModelRef, from_bytes
 
 log = logging.getLogger("facever.gallery")
 

@@ -12,10 +12,10 @@ from fastapi_offline import FastAPIOffline
 
 from facever.app.analysis import FaceAnalyser
 from facever.app.api.routes import health, identify, identities, info, verify
+from facever.app.auth import Authenticator
 from facever.app.body_limit import BodyLimitMiddleware
 from facever.app.connections import HardenedHTTPProtocol
 from facever.app.core.config import Settings, get_settings
-from facever.app.core.keys import Authenticator
 from facever.app.db.migrate import upgrade
 from facever.app.db.session import Database
 from facever.app.errors import install_error_handlers
@@ -24,7 +24,7 @@ from facever.app.log import configure_logging
 from facever.app.metrics import MetricsMiddleware
 from facever.app.request_id import RequestIdMiddleware
 from facever.app.service import Service
-from facever.app.templates import ModelRef
+from facever.app.stored_embeddings import ModelRef
 from facever.app.webui import install_ui
 from facever.model.images import ImageLimits
 from facever.model.runtime import FacePipeline

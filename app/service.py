@@ -10,11 +10,11 @@ import anyio
 from sqlalchemy.orm import Session
 
 from facever.app.analysis import FaceAnalyser
+from facever.app.auth import Authenticator
 from facever.app.core.config import MultiFacePolicy, Settings
-from facever.app.core.keys import Authenticator
 from facever.app.db.session import Database
 from facever.app.gallery import Gallery
-from facever.app.templates import ModelRef
+from facever.app.stored_embeddings import ModelRef
 from facever.model.runtime import FacePipeline
 
 T = TypeVar("T")

@@ -29,15 +29,15 @@ import common
 import numpy as np
 
 from facever.model.card import ModelCard
-from facever.training.cfp import CFP
-from facever.training.evaluate import (
+from facever.training.evaluation.cfp import CFP
+from facever.training.evaluation.evaluate import (
     all_vs_all,
     evaluate_cfp,
     evaluate_lfw,
     first_pairs,
     verification_report,
 )
-from facever.training.lfw import LFW, Pair
+from facever.training.evaluation.lfw import LFW, Pair
 from facever.training.teacher import RECIPE, load_or_build
 
 DLIB_DISTANCE = 0.6  # face_recognition's default tolerance: same person when distance <= 0.6

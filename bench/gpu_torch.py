@@ -67,8 +67,8 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from facever.model.dlib_resnet import DlibResNet
     from facever.training.losses import ContrastiveLoss
+    from facever.training.networks.dlib_resnet import DlibResNet
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")

@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 
 from facever.live_server import LiveServer
-from facever.training.lfw import LFW, Pair
+from facever.training.evaluation.lfw import LFW, Pair
 
 MAX_REQUESTS_PER_LEVEL = 100_000
 STARTUP_TIMEOUT_S = 180

@@ -4,10 +4,10 @@ and verification accuracy on CFP-FF and CFP-FP for the pairs both of whose faces
 Every photo goes through the service's pipeline (``FacePipeline``: MTCNN with its second pass, the
 largest face, the aligned crop) and ``facever.model.quality.assess`` as the service computes it; the
 embeddings are those of ``facever eval`` (cached in ``.cache``). Accuracy is the 10-fold protocol of
-``training/evaluate.py`` (each fold's threshold from the other folds), on all pairs (a photo without a
-face fails its pairs) and on the pairs whose two faces pass the gate. LFW's pair photos (View 2) give the
-share of ordinary photos that pass, which is how the default gate was chosen: nearly all frontal LFW and
-CFP photos pass it. CFP is never used to train, select or calibrate the model.
+``training/evaluation/evaluate.py`` (each fold's threshold from the other folds), on all pairs (a photo
+without a face fails its pairs) and on the pairs whose two faces pass the gate. LFW's pair photos (View 2)
+give the share of ordinary photos that pass, which is how the default gate was chosen: nearly all frontal
+LFW and CFP photos pass it. CFP is never used to train, select or calibrate the model.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from facever.app.core.config import Settings
 from facever.model.images import read_image
 from facever.model.quality import REASONS, assess
 from facever.model.runtime import FacePipeline
-from facever.training.cfp import CFP
-from facever.training.evaluate import embed_images, first_pairs, pair_arrays, verification_report
-from facever.training.lfw import LFW
+from facever.training.evaluation.cfp import CFP
+from facever.training.evaluation.evaluate import embed_images, first_pairs, pair_arrays, verification_report
+from facever.training.evaluation.lfw import LFW
 
 DEFAULT_GATE = Settings.model_fields["min_enroll_quality"].default
 GATES = (0.3, 0.4, 0.5, 0.6, 0.7)

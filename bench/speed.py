@@ -53,8 +53,8 @@ def worker(spec: dict) -> dict:
     from facever.model.images import read_image
     from facever.model.onnx_session import GPU_PROVIDER
     from facever.model.runtime import FacePipeline
-    from facever.training.cfp import CFP
-    from facever.training.lfw import LFW
+    from facever.training.evaluation.cfp import CFP
+    from facever.training.evaluation.lfw import LFW
 
     lfw, cfp = LFW(Path(spec["data"])), CFP(Path(spec["cfp"]))
     images = [read_image(lfw.path(key)) for key in spec["keys"]]
@@ -208,7 +208,7 @@ def detector_passes(pipeline, spec: dict, sources: dict[str, list[np.ndarray]]) 
 
 def sample_keys(data: Path, n: int) -> list[str]:
     """n images of the LFW pairs, the same every run."""
-    from facever.training.lfw import LFW
+    from facever.training.evaluation.lfw import LFW
 
     keys = sorted({k for p in LFW(data).pairs() for k in (p.first, p.second)})
     return sorted(np.random.default_rng(0).choice(keys, size=n, replace=False).tolist())
@@ -216,7 +216,7 @@ def sample_keys(data: Path, n: int) -> list[str]:
 
 def sample_profiles(root: Path, n: int) -> list[str]:
     """n CFP profile photos, the same every run."""
-    from facever.training.cfp import CFP
+    from facever.training.evaluation.cfp import CFP
 
     if not (root / "Protocol" / "Pair_list_P.txt").exists():
         raise SystemExit(f"CFP is expected at {root} (--cfp): the second detection pass is timed on it")

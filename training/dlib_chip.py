@@ -16,7 +16,7 @@ import numpy as np
 
 from facever.model.detection import FaceDetector
 from facever.model.images import read_image
-from facever.training.lfw import LFW
+from facever.training.evaluation.lfw import LFW
 from facever.training.teacher import models_dir
 
 CHIP_SIZE = 150

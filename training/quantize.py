@@ -21,7 +21,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from facever.model.card import ONNX_FILE, ModelCard, TrainingRecord
 from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
-from facever.training.lfw import LFW
+from facever.training.evaluation.lfw import LFW
 from facever.training.release import calibrate_card, git_commit
 
 CHIPS = 200  # calibration chips for the activation ranges: ranges settle well before this

@@ -18,14 +18,14 @@ from facever.model.card import (
     Thresholds,
     TrainingRecord,
 )
-from facever.model.export import export_onnx
 from facever.model.runtime import FacePipeline
-from facever.training.calibrate import calibrate
 from facever.training.config import TrainConfig
 from facever.training.data import split_people
-from facever.training.evaluate import embed_images
-from facever.training.lfw import LFW
+from facever.training.evaluation.calibrate import calibrate
+from facever.training.evaluation.evaluate import embed_images
+from facever.training.evaluation.lfw import LFW
 from facever.training.networks import DLIB_WEIGHTS_SOURCE, alignment_spec, input_spec
+from facever.training.onnx_export import export_onnx
 
 
 def git_commit() -> str | None:

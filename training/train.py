@@ -26,10 +26,10 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from facever.training import crops as crop_cache
-from facever.training import protocol
 from facever.training.config import TrainConfig
 from facever.training.data import PKSampler, augment, centre_crop, split_people, to_channels
-from facever.training.lfw import LFW
+from facever.training.evaluation import protocol
+from facever.training.evaluation.lfw import LFW
 from facever.training.losses import ArcFaceLoss, BatchHardTripletLoss, ContrastiveLoss, DistillationLoss
 from facever.training.networks import build_network, crop_template
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from facever.app.auth import Principal
 from facever.app.core import security
-from facever.app.core.keys import Principal
 from facever.app.errors import ApiError
 from facever.app.service import Service
 from facever.model.errors import ErrorCode

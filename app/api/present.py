@@ -10,7 +10,7 @@ from PIL import Image
 
 from facever.app.analysis import AnalysedFace, Timings
 from facever.app.schemas import FaceOut, ImageSize, ModelInfo, QualityOut, TimingMs
-from facever.app.templates import ModelRef
+from facever.app.stored_embeddings import ModelRef
 from facever.model.detection import LANDMARK_NAMES
 from facever.model.quality import FaceQuality
 

@@ -8,7 +8,7 @@ import pytest
 from service_samples import ADMIN, ADMIN_KEY, VERIFY, VERIFY_KEY, files, lfw
 from sqlalchemy import create_engine, text
 
-from facever.app.core import keys as keys_module
+from facever.app import auth as keys_module
 from facever.app.core.config import get_settings
 
 PHOTO = lfw("George_W_Bush", 1)

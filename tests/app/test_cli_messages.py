@@ -38,20 +38,21 @@ def a_closed_port() -> int:
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "extra"),
     [
-        ["eval", "lfw", "--fold", "10"],
-        ["eval", "cfp"],
-        ["train", "--config", "training/configs/shipped.yaml", "--max-steps", "1"],
+        (["eval", "lfw", "--fold", "10"], "eval"),
+        (["eval", "cfp"], "eval"),
+        (["train", "--config", "training/configs/shipped.yaml", "--max-steps", "1"], "train"),
+        (["release", "runs/x/checkpoint.pt", "--out", "runs/x/model"], "train"),
     ],
 )
-def test_a_training_command_without_the_train_extra_says_what_to_install(command, tmp_path):
+def test_a_command_without_its_extra_says_what_to_install(command, extra, tmp_path):
     result = run(WITHOUT_TRAIN_EXTRA, *command)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "pip install -e '.[train]'" in lines[0] and "Traceback" not in result.stderr
-    assert lines[0].startswith(f"facever {' '.join(command[:2]) if command[0] == 'eval' else 'train'} ")
+    assert f"pip install -e '.[{extra}]'" in lines[0] and "Traceback" not in result.stderr
+    assert lines[0].startswith(f"facever {' '.join(command[:2]) if command[0] == 'eval' else command[0]} ")
 
 
 @pytest.mark.parametrize("command", [["db", "upgrade"], ["serve"]])

@@ -12,7 +12,7 @@ from facever.app.db.migrate import upgrade
 from facever.app.db.models import GalleryChange
 from facever.app.db.session import Database
 from facever.app.gallery import Gallery, _best_per_identity
-from facever.app.templates import ModelRef
+from facever.app.stored_embeddings import ModelRef
 
 DIM = 16
 CURRENT = ModelRef("facever", "9.9.9")

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from facever.model.alignment import DLIB_CHIP_150
-from facever.model.dlib_resnet import DlibResNet
 from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
 from facever.training.config import load_config
+from facever.training.networks.dlib_resnet import DlibResNet
 from facever.training.release import release
 from facever.training.train import train
 

@@ -6,7 +6,7 @@ import torch
 
 from facever.training import crops as crop_cache
 from facever.training.config import TrainConfig
-from facever.training.lfw import LFW
+from facever.training.evaluation.lfw import LFW
 from facever.training.train import build_network, embed_crops, train
 
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter
 
 from facever.app.api.deps import ServiceDep, VerifyScope
 from facever.app.api.responses import error_responses
+from facever.app.auth import Principal
 from facever.app.core.config import shipped_models
-from facever.app.core.keys import Principal
 from facever.app.schemas import GalleryInfo, InfoResponse, Limits
 
 router = APIRouter(prefix="/v1", tags=["operations"])

@@ -1,8 +1,8 @@
 """The network registry: every architecture the trainer builds, with the crop and input it takes.
 
-- ``facever-small`` (model/network.py): a small ResNet on grey 64 or 96 pixel crops in the ArcFace
+- ``facever-small`` (facever_small.py): a small ResNet on grey 64 or 96 pixel crops in the ArcFace
   layout, trained from scratch.
-- ``dlib-resnet`` (model/dlib_resnet.py): the architecture of dlib's face ResNet, 150x150 RGB chips
+- ``dlib-resnet`` (dlib_resnet.py): the architecture of dlib's face ResNet, 150x150 RGB chips
   framed as dlib frames them, 128-D; ``pretrained: dlib`` starts from dlib's public-domain weights.
 """
 
@@ -21,21 +21,21 @@ DLIB_WEIGHTS_SOURCE = (
     "dlib's face recognition ResNet by Davis King, public domain (CC0). dlib reports that it was trained "
     "from scratch on about 3 million faces of about 7,485 people from the VGG and FaceScrub data sets and "
     "images gathered from the internet; whether those include people of LFW or CFP is not documented. "
-    "Read with facever's own parser (model/dlib_format.py); dlib is not needed to run it."
+    "Read with facever's own parser (training/networks/dlib_format.py); dlib is not needed to run it."
 )
 
 
 def build_network(config: TrainConfig) -> nn.Module:
     net = config.network
     if net.architecture == "dlib-resnet":
-        from facever.model.dlib_resnet import DlibResNet
+        from facever.training.networks.dlib_resnet import DlibResNet
 
         if net.input_size != DLIB_SIZE or net.embedding_size != 128:
             raise ValueError("dlib-resnet takes 150x150 crops and gives 128-D embeddings")
         return DlibResNet.from_dlib() if net.pretrained == "dlib" else DlibResNet()
     if net.pretrained:
         raise ValueError(f"no pretrained weights for {net.architecture}")
-    from facever.model.network import EmbeddingNet
+    from facever.training.networks.facever_small import EmbeddingNet
 
     return EmbeddingNet(
         net.input_size, tuple(net.widths), tuple(net.blocks), net.embedding_size, net.dropout, net.stem_stride

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from facever.model.card import ONNX_FILE
-from facever.model.network import EmbeddingNet
+from facever.training.networks.facever_small import EmbeddingNet
 
 OPSET = 18
 INPUT_NAME = "image"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facever.training import protocol
+from facever.training.evaluation import protocol
 
 FARS = {"far_1e-2": 1e-2, "far_1e-3": 1e-3, "far_1e-4": 1e-4}
 

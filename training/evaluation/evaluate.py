@@ -23,10 +23,10 @@ from tqdm import tqdm
 from facever.model.card import ONNX_FILE, ModelCard, ProbabilityMap
 from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
-from facever.training import protocol
 from facever.training.cache import save_npz
-from facever.training.cfp import CFP, Protocol
-from facever.training.lfw import LFW, Pair
+from facever.training.evaluation import protocol
+from facever.training.evaluation.cfp import CFP, Protocol
+from facever.training.evaluation.lfw import LFW, Pair
 
 FARS = {"1e-3": 1e-3, "1e-2": 1e-2}
 # A failed pair's stand-in score: beyond any cosine similarity, on the wrong side of every threshold.
@@ -310,7 +310,7 @@ def all_vs_all(
 ) -> dict:
     """Every unordered pair of distinct images: TAR at FAR 1e-3 and 1e-4, and the FAR and TAR that each
     named threshold gives. Scores are cosine similarities, or minus the Euclidean distance."""
-    from facever.training.calibrate import all_pairs
+    from facever.training.evaluation.calibrate import all_pairs
 
     scores, same = all_pairs(embeddings, people, metric)
     impostors = np.sort(scores[~same])

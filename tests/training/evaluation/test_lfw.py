@@ -1,5 +1,5 @@
 from facever.training.data import split_people
-from facever.training.lfw import LFW, parse_pairs
+from facever.training.evaluation.lfw import LFW, parse_pairs
 
 
 def test_parse_pairs_reads_matched_and_mismatched_lines_per_fold():

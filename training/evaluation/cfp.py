@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from facever.training.lfw import Pair
+from facever.training.evaluation.lfw import Pair
 
 Protocol = Literal["FF", "FP"]
 PROTOCOLS: tuple[Protocol, ...] = ("FF", "FP")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from facever.training import protocol
-from facever.training.calibrate import calibrate
+from facever.training.evaluation import protocol
+from facever.training.evaluation.calibrate import calibrate
 
 
 def test_best_threshold_on_separable_scores_is_perfect():

@@ -2,7 +2,7 @@
 
 The architecture is dlib's ``anet_type`` (dlib/examples/dnn_face_recognition_ex.cpp), layer for
 layer; ``DlibResNet.from_dlib()`` loads ``dlib_face_recognition_resnet_model_v1.dat`` through
-``facever.model.dlib_format`` (no dlib needed). Input: (N, 3, 150, 150) raw RGB 0..255, a 150x150
+``facever.training.networks.dlib_format`` (no dlib needed). Input: (N, 3, 150, 150) raw RGB 0..255, a 150x150
 chip aligned the way ``dlib.get_face_chip`` aligns it (padding 0.25).
 """
 
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facever.model.dlib_format import read_dlib_resnet
+from facever.training.networks.dlib_format import read_dlib_resnet
 
 DLIB_MEAN_RGB = (122.782, 117.001, 104.298)  # input_rgb_image_sized's defaults (dlib/dnn/input.h)
 

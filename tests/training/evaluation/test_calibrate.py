@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facever.model.card import ModelCard, ProbabilityMap
-from facever.training.calibrate import calibrate, fit_logistic
+from facever.training.evaluation.calibrate import calibrate, fit_logistic
 
 
 def unbalanced_scores(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -4,10 +4,10 @@ import torch
 
 from facever.model.alignment import align, template
 from facever.model.detection import DetectorConfig, FaceDetector
-from facever.model.export import INPUT_NAME, OPSET, export_onnx
 from facever.model.images import read_image, to_luma
-from facever.model.network import EmbeddingNet
 from facever.model.onnx_session import create_session
+from facever.training.networks.facever_small import EmbeddingNet
+from facever.training.onnx_export import INPUT_NAME, OPSET, export_onnx
 
 KEYS = [
     "Aaron_Eckhart/Aaron_Eckhart_0001",

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from facever.training.cfp import CFP
-from facever.training.evaluate import all_vs_all, format_report, verification_report
+from facever.training.evaluation.cfp import CFP
+from facever.training.evaluation.evaluate import all_vs_all, format_report, verification_report
 
 
 def test_a_pair_with_no_face_is_wrong_at_every_threshold():
@@ -73,7 +73,7 @@ def test_a_report_on_seen_folds_says_they_were_used_in_training_or_calibration()
 
 
 def test_brier_score_and_expected_calibration_error_on_a_toy_example():
-    from facever.training.evaluate import calibration_metrics
+    from facever.training.evaluation.evaluate import calibration_metrics
 
     probabilities = np.array([0.15, 0.15, 0.85, 0.85, 0.85, 0.85])
     same = np.array([False, False, True, True, True, False])
@@ -93,7 +93,7 @@ def test_brier_score_and_expected_calibration_error_on_a_toy_example():
 
 def test_the_report_judges_the_card_probability_on_scored_pairs(tmp_path):
     from facever.model.card import ProbabilityMap
-    from facever.training.evaluate import calibration_metrics, write_plots
+    from facever.training.evaluation.evaluate import calibration_metrics, write_plots
 
     mapping = ProbabilityMap(slope=20.0, intercept=-10.0)
     same = np.array([True, True, False, False, True])

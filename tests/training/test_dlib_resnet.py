@@ -1,4 +1,4 @@
-"""dlib's face ResNet run without dlib (facever.model.dlib_format + DlibResNet) against dlib itself.
+"""dlib's face ResNet run without dlib (training/networks: dlib_format + DlibResNet) against dlib itself.
 
 The faces: the first image of the first 60 LFW people (sorted) on which dlib's HOG detector finds a
 face; each is aligned by dlib (5-point shape predictor, get_face_chip 150 px, padding 0.25) and the
@@ -17,9 +17,9 @@ dlib = pytest.importorskip("dlib")
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from facever.model.dlib_format import RESNET_FILE, dlib_models_dir, read_dlib_resnet  # noqa: E402
-from facever.model.dlib_resnet import DlibResNet  # noqa: E402
-from facever.model.export import INPUT_NAME, export_onnx  # noqa: E402
+from facever.training.networks.dlib_format import RESNET_FILE, dlib_models_dir, read_dlib_resnet  # noqa: E402
+from facever.training.networks.dlib_resnet import DlibResNet  # noqa: E402
+from facever.training.onnx_export import INPUT_NAME, export_onnx  # noqa: E402
 
 FACES = 60
 
