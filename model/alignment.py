@@ -63,11 +63,13 @@ def align(image: np.ndarray, landmarks: np.ndarray, points: np.ndarray, side: in
         factor = 2.0 * scale
         width, height = picture.size
         shrunk = (max(1, round(width * factor)), max(1, round(height * factor)))
-        picture = picture.resize(shrunk, Image.BOX)
+        picture = picture.resize(shrunk, Image.Resampling.BOX)
         landmarks = (landmarks + 0.5) * (np.array(shrunk) / (width, height)) - 0.5
         matrix = similarity_transform(landmarks, points)
     return np.asarray(
-        picture.transform((side, side), Image.AFFINE, _pil_affine(matrix), resample=Image.BILINEAR)
+        picture.transform(
+            (side, side), Image.Transform.AFFINE, _pil_affine(matrix), resample=Image.Resampling.BILINEAR
+        )
     )
 
 

@@ -105,7 +105,7 @@ class FaceDetector:
         boxes, points = self._output(image, boxes, thresholds[2])
         return [
             DetectedFace(
-                box=tuple(float(v) for v in box[:4]),
+                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
                 landmarks=pts.reshape(2, 5).T.astype(np.float32),
                 score=float(box[4]),
             )
@@ -196,7 +196,8 @@ def _frame(image: np.ndarray, margin: int) -> np.ndarray:
 
 def _moved(face: DetectedFace, scale: float, offset: float) -> DetectedFace:
     """A face found in a scaled and framed copy, in the coordinates of the original: p / scale - offset."""
-    box = tuple(v / scale - offset for v in face.box)
+    x1, y1, x2, y2 = face.box
+    box = (x1 / scale - offset, y1 / scale - offset, x2 / scale - offset, y2 / scale - offset)
     return DetectedFace(box, (face.landmarks / scale - offset).astype(np.float32), face.score)
 
 
@@ -222,7 +223,7 @@ def _square(boxes: np.ndarray) -> np.ndarray:
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Area-averaging resize of a uint8 image to (width, height)."""
-    return np.asarray(Image.fromarray(image).resize(size, Image.BOX))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
 
 
 def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
@@ -233,7 +234,7 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
         if x2 < x1 or y2 < y1:
             continue
         # PIL fills the part of a crop outside the image with zeros.
-        out[i] = np.asarray(picture.crop((x1, y1, x2 + 1, y2 + 1)).resize((size, size), Image.BOX))
+        out[i] = np.asarray(picture.crop((x1, y1, x2 + 1, y2 + 1)).resize((size, size), Image.Resampling.BOX))
     return _network_input(out.transpose(0, 2, 1, 3))
 
 

@@ -129,8 +129,7 @@ def load_image(image: Image.Image, working_side: int | None = None) -> DecodedIm
             sixteen_bit = image.mode.startswith("I;16")
             if working_side and max(image.size) >= 2 * working_side:
                 image = _reduce(image, max(image.size) // working_side)
-            transpose = _ORIENTATION.get(orientation)
-            if transpose is not None:
+            if orientation is not None and (transpose := _ORIENTATION.get(orientation)) is not None:
                 image = image.transpose(transpose)
                 if orientation >= 5:  # a quarter turn: the sides swap
                     width, height = height, width
@@ -153,6 +152,7 @@ def _reduce(image: Image.Image, factor: int) -> Image.Image:
         if reduced is None:
             reduced = Image.new(piece.mode, (ceil(width / factor), ceil(height / factor)))
         reduced.paste(piece, (0, top // factor))
+    assert reduced is not None  # the image has at least one row, so the loop ran
     return reduced
 
 
