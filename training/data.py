@@ -48,10 +48,10 @@ class PKSampler:
     def __init__(self, labels: np.ndarray, config: BatchConfig, seed: int):
         self.config = config
         self.rng = np.random.default_rng(seed)
-        self.by_label: dict[int, np.ndarray] = {}
+        members: dict[int, list[int]] = {}
         for index, label in enumerate(labels):
-            self.by_label.setdefault(int(label), []).append(index)
-        self.by_label = {k: np.array(v) for k, v in self.by_label.items()}
+            members.setdefault(int(label), []).append(index)
+        self.by_label = {k: np.array(v) for k, v in members.items()}
         self.multi = np.array([k for k, v in self.by_label.items() if len(v) >= 2])
         self.size = len(labels)
 
@@ -100,7 +100,7 @@ def augment(
     theta = torch.stack(
         [torch.stack([cos * flip, -sin, shift_x], 1), torch.stack([sin * flip, cos, shift_y], 1)], 1
     )
-    grid = F.affine_grid(theta, (n, 1, size, size), align_corners=False)
+    grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
     pixels = F.grid_sample(
         crops[:, None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False
     )

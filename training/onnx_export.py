@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from facever.model.card import ONNX_FILE
-from facever.training.networks.facever_small import EmbeddingNet
+
+if TYPE_CHECKING:
+    from facever.training.networks.dlib_resnet import DlibResNet
+    from facever.training.networks.facever_small import EmbeddingNet
 
 OPSET = 18
 INPUT_NAME = "image"
 OUTPUT_NAME = "embedding"
 
 
-def export_onnx(model: EmbeddingNet, out_dir: str | Path) -> Path:
+def export_onnx(model: EmbeddingNet | DlibResNet, out_dir: str | Path) -> Path:
     """Write ``facever.onnx``: input "image" (N, 1, S, S) raw pixels -> "embedding" (N, D) unit vectors."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / ONNX_FILE
-    model = model.eval().cpu().to(memory_format=torch.contiguous_format)
+    # Module.to takes memory_format (torch parses it with its other arguments); torch's overloads omit it.
+    model = model.eval().cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     example = torch.full((2, getattr(model, "input_channels", 1), model.input_size, model.input_size), 128.0)
     for chatty in ("onnxscript", "onnx_ir"):  # the exporter's passes log every step at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)

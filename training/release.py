@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,10 @@ from facever.training.evaluation.lfw import LFW
 from facever.training.networks import DLIB_WEIGHTS_SOURCE, alignment_spec, input_spec
 from facever.training.onnx_export import export_onnx
 
+if TYPE_CHECKING:
+    from facever.training.networks.dlib_resnet import DlibResNet
+    from facever.training.networks.facever_small import EmbeddingNet
+
 
 def git_commit() -> str | None:
     try:
@@ -37,7 +42,7 @@ def git_commit() -> str | None:
         return None
 
 
-def load_checkpoint(path: Path) -> tuple[TrainConfig, torch.nn.Module, dict]:
+def load_checkpoint(path: Path) -> tuple[TrainConfig, EmbeddingNet | DlibResNet, dict]:
     from facever.training.networks import build_network
 
     state = torch.load(path, map_location="cpu", weights_only=False)

@@ -70,6 +70,7 @@ def _init_worker() -> None:
 def _embed_one(path: str) -> tuple[np.ndarray, bool]:
     from facever.model.images import read_image
 
+    assert _peer is not None, "_init_worker runs first in every worker process"
     return _peer.embed_image(read_image(path))  # RGB; LFW's grey photos as three equal channels
 
 

@@ -8,12 +8,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from torch import nn
 
 from facever.model.alignment import DLIB_CHIP_150, template
 from facever.model.card import AlignmentSpec, InputSpec
 from facever.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from facever.training.networks.dlib_resnet import DlibResNet
+    from facever.training.networks.facever_small import EmbeddingNet
 
 DLIB_SIZE = 150
 DLIB_WEIGHTS_SOURCE = (
@@ -25,7 +30,7 @@ DLIB_WEIGHTS_SOURCE = (
 )
 
 
-def build_network(config: TrainConfig) -> nn.Module:
+def build_network(config: TrainConfig) -> EmbeddingNet | DlibResNet:
     net = config.network
     if net.architecture == "dlib-resnet":
         from facever.training.networks.dlib_resnet import DlibResNet

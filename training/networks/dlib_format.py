@@ -370,11 +370,14 @@ def _decode(data: bytes, source: str) -> DlibResNetWeights:
             channels = max(channels, tagged[spec[1]])  # dlib zero-pads the smaller tensor
         elif kind == "fc":
             fc = _read_fc(r, spec, channels)
-        _read_add_layer_state(r, versions[index], on_input=index == 0)
+        version = versions[index]
+        assert version is not None  # read above for every layer but the tag and skip layers
+        _read_add_layer_state(r, version, on_input=index == 0)
 
     r.where = "the end of the file"
     if r.pos != len(data):
         raise r.error(f"{len(data) - r.pos} unexpected bytes after the network")
+    assert fc is not None  # ANET_LAYERS has an fc layer
     return DlibResNetWeights(
         convs=convs,
         affines=affines,

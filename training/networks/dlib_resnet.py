@@ -8,7 +8,9 @@ chip aligned the way ``dlib.get_face_chip`` aligns it (padding 0.25).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -70,6 +72,7 @@ class DlibResNet(nn.Module):
     input_size = 150
     input_channels = 3
     embedding_size = 128
+    mean_rgb: torch.Tensor  # a buffer, registered in __init__
 
     def __init__(self, mean_rgb: tuple[float, float, float] = DLIB_MEAN_RGB):
         super().__init__()
@@ -98,7 +101,7 @@ class DlibResNet(nn.Module):
     def convs_and_affines(self) -> list[tuple[nn.Conv2d, Affine]]:
         """Every convolution with the affine after it, in forward order (dlib's file order)."""
         pairs = [(self.conv, self.affine)]
-        for unit in self.units:
+        for unit in cast(Iterable[ResidualUnit], self.units):  # __init__ fills it with ResidualUnits
             pairs += [(unit.conv1, unit.affine1), (unit.conv2, unit.affine2)]
         return pairs
 
@@ -121,6 +124,7 @@ class DlibResNet(nn.Module):
             zip(pairs, weights.convs, weights.affines, strict=True)
         ):
             assign(conv.weight, w, f"conv {i} weight")
+            assert conv.bias is not None  # every convolution of the network has a bias
             if b is None:
                 nn.init.zeros_(conv.bias)
             else:
