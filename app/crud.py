@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, Result, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -147,28 +147,34 @@ def delete_identity(session: Session, identity_id: int) -> bool:
     """Delete an identity and every template of it (of any model)."""
     version = _next_gallery_version(session)
     session.execute(delete(Face).where(Face.identity_id == identity_id))
-    deleted = session.execute(delete(Identity).where(Identity.id == identity_id)).rowcount
+    deleted = _rowcount(session.execute(delete(Identity).where(Identity.id == identity_id)))
     if not deleted:
         session.rollback()
         return False
     session.add(GalleryChange(version=version, op="remove_identity", identity_id=identity_id))
     session.commit()
-    erase_deleted(session.get_bind())
+    erase_deleted(session.get_bind().engine)
     return True
 
 
 def delete_face(session: Session, identity_id: int, face_id: int) -> bool:
     version = _next_gallery_version(session)
-    deleted = session.execute(
-        delete(Face).where(Face.id == face_id, Face.identity_id == identity_id)
-    ).rowcount
+    deleted = _rowcount(
+        session.execute(delete(Face).where(Face.id == face_id, Face.identity_id == identity_id))
+    )
     if not deleted:
         session.rollback()
         return False
     session.add(GalleryChange(version=version, op="remove_face", face_id=face_id))
     session.commit()
-    erase_deleted(session.get_bind())
+    erase_deleted(session.get_bind().engine)
     return True
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """The rows a DELETE or UPDATE matched: Session.execute returns a CursorResult for those, typed as
+    the plain Result that has no rowcount."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _next_gallery_version(session: Session) -> int:

@@ -146,5 +146,6 @@ def run(host: str | None = None, port: int | None = None, workers: int = 1) -> N
         log_config=None,
         # Read timeouts and the connection limit (facever.app.connections); keep-alive is uvicorn's.
         http=HardenedHTTPProtocol,
-        timeout_keep_alive=settings.keep_alive_timeout,
+        # uvicorn annotates it int but only hands it to loop.call_later, which takes a float.
+        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
     )
