@@ -40,9 +40,11 @@ run: $(VENV)/.serve
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# ruff's checks, then the type checker (the typecheck target below, also run on its own).
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@$(MAKE) --no-print-directory typecheck
 
 # mypy on the installed package names (see [tool.mypy] in pyproject.toml): the links map
 # facever.model -> model/, facever.training -> training/, facever.app -> app/ as the editable install does.
