@@ -20,10 +20,10 @@ import anyio
 import numpy as np
 
 from facever.app import metrics
-from facever.app.core.config import MultiFacePolicy
 from facever.app.errors import ApiError, api_error_from_image
 from facever.model.detection import DetectedFace
 from facever.model.errors import ErrorCode
+from facever.model.face_choice import MultiFacePolicy, choose_face
 from facever.model.images import DecodedImage, ImageError, ImageLimits, load_image, open_image
 from facever.model.quality import FaceQuality, assess
 from facever.model.runtime import FacePipeline
@@ -160,18 +160,11 @@ class FaceAnalyser:
         timings.detect += detected - decoded
         metrics.INFERENCE_SECONDS.labels("decode").observe(decoded - start)
         metrics.INFERENCE_SECONDS.labels("detect").observe(detected - decoded)
-        if not faces:
-            raise ImageError(ErrorCode.NO_FACE, "no face was found in the image")
-        if policy == "single" and len(faces) > 1:
-            raise ImageError(
-                ErrorCode.MULTIPLE_FACES,
-                f"{len(faces)} faces were found and the multi-face policy is 'single'; "
-                "send an image with one face, or use the policy 'largest'",
-            )
-        crop = self.pipeline.crop(image, faces[0])
+        face = choose_face(faces, policy)
+        crop = self.pipeline.crop(image, face)
         chosen = AnalysedFace(
             np.empty(0, np.float32),
-            _in_original_pixels(faces[0], decoded_image),
+            _in_original_pixels(face, decoded_image),
             len(faces),
             decoded_image.width,
             decoded_image.height,
@@ -209,9 +202,12 @@ def _in_original_pixels(face: DetectedFace, image: DecodedImage) -> DetectedFace
     )
 
 
-def first_error(analysis: Analysis, uploads: Sequence[Upload]) -> ApiError | None:
-    """For endpoints that need every image: the first rejected one, as an API error naming its field."""
+def every_face(analysis: Analysis, uploads: Sequence[Upload]) -> list[AnalysedFace]:
+    """For endpoints that need every image: their faces, or the first rejected image as an API error
+    naming its field."""
+    faces = []
     for upload, result in zip(uploads, analysis.results, strict=True):
         if isinstance(result, ImageError):
-            return api_error_from_image(result, upload.field)
-    return None
+            raise api_error_from_image(result, upload.field)
+        faces.append(result)
+    return faces

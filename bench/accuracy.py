@@ -29,6 +29,7 @@ import common
 import numpy as np
 
 from facever.model.card import ModelCard
+from facever.model.matching import pair_scores
 from facever.training.evaluation.cfp import CFP
 from facever.training.evaluation.evaluate import (
     all_vs_all,
@@ -113,9 +114,7 @@ def dlib_embeddings(paths: dict[str, Path], cache: Path) -> dict[str, np.ndarray
 
 
 def dlib_report(pairs: list[Pair], embeddings: dict, folds: list[int], name: str) -> dict:
-    first = np.stack([embeddings[p.first] for p in pairs])
-    second = np.stack([embeddings[p.second] for p in pairs])
-    scores = -np.linalg.norm(first - second, axis=1)  # higher = more alike, like cosine; NaN stays NaN
+    scores = pair_scores(embeddings, pairs, metric="euclidean")  # minus the distance; NaN stays NaN
     same, pair_folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
     report = verification_report(scores, same, pair_folds, folds, -DLIB_DISTANCE)
     keys = {k for p in pairs if p.fold in folds for k in (p.first, p.second)}

@@ -1,6 +1,6 @@
 """Gallery search: identify latency (p50, p99) and memory for 1k, 10k, 100k and 1M templates.
 
-It runs the service's own search core, ``facever.app.gallery.TemplateIndex``, on synthetic unit
+It runs the service's own search core, ``facever.model.matching.TemplateIndex``, on synthetic unit
 vectors of the model's embedding size (three templates per identity); no database is involved. Each
 size runs in a fresh process, so that its memory figures are its own: the bytes of the matrix and
 ids, and the growth of the process's resident memory (VmRSS) when the gallery is loaded.
@@ -37,7 +37,7 @@ def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 
 
 def worker(size: int, dim: int, threshold: float, probes: int, changes: int) -> dict:
-    from facever.app.gallery import TemplateIndex
+    from facever.model.matching import TemplateIndex
 
     rng = np.random.default_rng(size)
     TemplateIndex(dim).search(unit_rows(rng, 1, dim)[0], TOP_K, None)  # imports and BLAS warmed up

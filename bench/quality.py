@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facever.app.core.config import Settings
-from facever.model.images import read_image
+from facever.model.images import ImageError, read_image
 from facever.model.quality import REASONS, assess
 from facever.model.runtime import FacePipeline
 from facever.training.evaluation.cfp import CFP
@@ -39,11 +39,12 @@ def assess_photos(pipeline: FacePipeline, paths: dict[str, Path], label: str) ->
     found: dict[str, dict | None] = {}
     for key in tqdm(sorted(paths), desc=f"quality {label}", unit="img"):
         image = read_image(paths[key])
-        faces = pipeline.detect(image)
-        if not faces:
+        try:
+            face = pipeline.choose(image)
+        except ImageError:
             found[key] = None
             continue
-        quality = assess(faces[0], pipeline.crop(image, faces[0]))
+        quality = assess(face, pipeline.crop(image, face))
         found[key] = {
             "score": quality.score,
             "scores": quality.scores,

@@ -37,6 +37,8 @@ from pathlib import Path
 import common
 import numpy as np
 
+from facever.model.images import ImageError
+
 BATCHES = (1, 8, 32, 128)
 WARMUP = 3  # untimed passes over the first image per engine
 EMBED_BAR = 10.0  # the goal: embedding one face on one core at least this many times faster than dlib
@@ -116,10 +118,11 @@ class FaceverEngine:
         """Seconds of detection + alignment, and of the embedding (None: no face, not embedded)."""
         self.last_crop = None
         start = time.perf_counter()
-        faces = self.pipeline.detect(image)
-        if not faces:
+        try:
+            face = self.pipeline.choose(image)
+        except ImageError:
             return time.perf_counter() - start, None
-        crop = self.pipeline.crop(image, faces[0])
+        crop = self.pipeline.crop(image, face)
         aligned = time.perf_counter()
         self.pipeline.embed(crop[None])
         done = time.perf_counter()

@@ -12,6 +12,8 @@ from facever.model.alignment import align
 from facever.model.card import ModelCard
 from facever.model.detection import DetectedFace, DetectorConfig, FaceDetector
 from facever.model.embedding import Embedder
+from facever.model.face_choice import MultiFacePolicy, choose_face
+from facever.model.images import ImageError
 
 log = logging.getLogger("facever.model")
 
@@ -58,9 +60,17 @@ class FacePipeline:
     def embed(self, crops: np.ndarray) -> np.ndarray:
         return self.embedder.embed(crops)
 
-    def embed_largest(self, image: np.ndarray) -> tuple[np.ndarray | None, DetectedFace | None]:
-        """Embedding of the largest face, as the service chooses it; (None, None) when there is none."""
-        faces = self.detect(image)
-        if not faces:
+    def choose(self, image: np.ndarray, policy: MultiFacePolicy = "largest") -> DetectedFace:
+        """The face the service compares (``choose_face``), or ImageError (no_face, multiple_faces)."""
+        return choose_face(self.detect(image), policy)
+
+    def embed_chosen(
+        self, image: np.ndarray, policy: MultiFacePolicy = "largest"
+    ) -> tuple[np.ndarray | None, DetectedFace | None]:
+        """Embedding of the face the service compares; (None, None) where the service would refuse
+        the photo (no face, or several under ``single``)."""
+        try:
+            face = self.choose(image, policy)
+        except ImageError:
             return None, None
-        return self.embed(self.crop(image, faces[0])[None])[0], faces[0]
+        return self.embed(self.crop(image, face)[None])[0], face

@@ -1,5 +1,10 @@
 """A cache of aligned face crops, so that detection runs once per image and not once per epoch.
 
+The face is the one the service would compare (``facever.model.face_choice``: the largest). A photo in
+which the detector finds none is kept for the training batches only, cropped where a typical LFW face
+sits, and flagged (``found`` False): validation, calibration and evaluation count it as the service
+does, a failed photo.
+
 Crops are kept as luma: the training images (the LFW copy) are grayscale, so nothing is lost, and a
 network that takes RGB gets the grey crop on its three channels (``data.to_channels``).
 """
@@ -18,7 +23,8 @@ from tqdm import tqdm
 
 from facever.model.alignment import align, template
 from facever.model.detection import DetectorConfig, FaceDetector
-from facever.model.images import read_image, to_luma
+from facever.model.face_choice import choose_face
+from facever.model.images import ImageError, read_image, to_luma
 from facever.training.cache import save_npz
 
 # Mean MTCNN landmarks over LFW's 250x250 images, as fractions of the image side: where a
@@ -60,10 +66,11 @@ def _init_worker(config: dict) -> None:
 def _crop_one(job: tuple[str, list, int]) -> tuple[np.ndarray, bool, np.ndarray]:
     path, points, side = job
     image = read_image(path)
-    faces = _worker_detector.detect(image)
-    found = bool(faces)
-    # Training keeps the images without a detected face, framed as a typical LFW face would be.
-    landmarks = faces[0].landmarks if found else fallback_landmarks(image.shape)
+    assert _worker_detector is not None, "the pool's initializer makes the detector"
+    try:
+        landmarks, found = choose_face(_worker_detector.detect(image)).landmarks, True
+    except ImageError:  # no face: a training example all the same, framed as a typical LFW face
+        landmarks, found = fallback_landmarks(image.shape), False
     crop = to_luma(align(image, landmarks, np.asarray(points), side))
     return crop, found, landmarks if found else np.full((5, 2), np.nan, np.float32)
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from facever.model.detection import FaceDetector
-from facever.model.images import read_image
+from facever.model.face_choice import choose_face
+from facever.model.images import ImageError, read_image
 from facever.training.evaluation.lfw import LFW
 from facever.training.teacher import models_dir
 
@@ -54,12 +55,15 @@ def fit(lfw: LFW, count: int = 500, seed: int = 0) -> tuple[np.ndarray, int]:
             break
         rgb = read_image(lfw.path(key))
         rects = list(detector(rgb, 1))
-        faces = mtcnn.detect(rgb)
-        if len(rects) != 1 or len(faces) != 1:
-            continue  # one face each, so that both describe the same person
+        try:  # one face each, so that both describe the same person
+            face = choose_face(mtcnn.detect(rgb), "single")
+        except ImageError:
+            continue
+        if len(rects) != 1:
+            continue
         details = dlib.get_face_chip_details(shapes(rgb, rects[0]), CHIP_SIZE, CHIP_PADDING)
         matrix = mapping_to_chip(details)
-        points.append(faces[0].landmarks @ matrix[:, :2].T + matrix[:, 2])
+        points.append(face.landmarks @ matrix[:, :2].T + matrix[:, 2])
     return np.mean(points, axis=0), len(points)
 
 

@@ -19,7 +19,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from facever.model.card import ONNX_FILE, ModelCard, TrainingRecord
-from facever.model.images import read_image
+from facever.model.images import ImageError, read_image
 from facever.model.runtime import FacePipeline
 from facever.training.evaluation.lfw import LFW
 from facever.training.release import calibrate_card, git_commit
@@ -46,13 +46,14 @@ def calibration_chips(
     chips = []
     for key in keys[::step][:count]:
         image = read_image(lfw.path(key))
-        if faces := pipeline.detect(image):
-            chip = pipeline.crop(image, faces[0])
-            chips.append(
-                chip.transpose(2, 0, 1).astype(np.float32)
-                if chip.ndim == 3
-                else chip[None].astype(np.float32)
-            )
+        try:
+            face = pipeline.choose(image)
+        except ImageError:
+            continue  # the service would refuse the photo: nothing to calibrate on
+        chip = pipeline.crop(image, face)
+        chips.append(
+            chip.transpose(2, 0, 1).astype(np.float32) if chip.ndim == 3 else chip[None].astype(np.float32)
+        )
     return chips
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from facever.model.matching import pair_scores
 from facever.training import crops as crop_cache
 from facever.training.config import TrainConfig
 from facever.training.data import PKSampler, augment, centre_crop, split_people, to_channels
@@ -116,19 +117,22 @@ def embed_crops(model: torch.nn.Module, crops: np.ndarray, size: int, batch: int
     return np.concatenate(out)
 
 
-def pair_scores(embeddings: np.ndarray, index: dict[str, int], pairs) -> tuple[np.ndarray, np.ndarray]:
-    first = embeddings[[index[p.first] for p in pairs]]
-    second = embeddings[[index[p.second] for p in pairs]]
-    return (first * second).sum(1), np.array([p.same for p in pairs])
-
-
 def validate(model, cache, index, pairs, size) -> dict:
-    """Accuracy (best threshold) and AUC on the calibration folds' official pairs."""
+    """Accuracy (best threshold) and AUC on the calibration folds' official pairs, as the evaluation
+    scores them: a photo in which the detector found no face (the service would refuse it) fails its
+    pairs, and AUC is on the pairs that were scored."""
     keys = sorted({k for p in pairs for k in (p.first, p.second)})
     embeddings = embed_crops(model, cache.crops[[index[k] for k in keys]], size)
-    scores, same = pair_scores(embeddings, {k: i for i, k in enumerate(keys)}, pairs)
-    _, accuracy = protocol.best_threshold(scores, same)
-    return {"val_accuracy": accuracy, "val_auc": protocol.auc(scores, same)}
+    embeddings[~cache.found[[index[k] for k in keys]]] = np.nan
+    scores = pair_scores(dict(zip(keys, embeddings, strict=True)), pairs)
+    same = np.array([p.same for p in pairs])
+    _, accuracy = protocol.best_threshold(protocol.failed_as_wrong(scores, same), same)
+    scored = ~np.isnan(scores)
+    return {
+        "val_accuracy": accuracy,
+        "val_auc": protocol.auc(scores[scored], same[scored]),
+        "val_failed_pairs": int((~scored).sum()),
+    }
 
 
 class Distributed:

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MultiFacePolicy = Literal["largest", "single"]
+from facever.model.face_choice import MultiFacePolicy
 
 MIB = 1024 * 1024
 

@@ -11,8 +11,9 @@ from facever.app import crud
 from facever.app.db.migrate import upgrade
 from facever.app.db.models import GalleryChange
 from facever.app.db.session import Database
-from facever.app.gallery import Gallery, _best_per_identity
+from facever.app.gallery import Gallery
 from facever.app.stored_embeddings import ModelRef
+from facever.model.matching import best_per_identity
 
 DIM = 16
 CURRENT = ModelRef("facever", "9.9.9")
@@ -117,7 +118,7 @@ def test_best_per_identity_matches_brute_force(k):
     scores = rng.normal(size=2000).astype(np.float32)
     identities = rng.integers(0, 50, size=2000)
     candidates = np.flatnonzero(scores > -0.5)
-    chosen = _best_per_identity(scores, identities, candidates, k)
+    chosen = best_per_identity(scores, identities, candidates, k)
     best = {}
     for index in candidates:
         identity = identities[index]

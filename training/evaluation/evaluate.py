@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from facever.model.card import ONNX_FILE, ModelCard, ProbabilityMap
 from facever.model.images import read_image
+from facever.model.matching import all_pairs, match_rate, pair_scores, threshold_at_far
 from facever.model.runtime import FacePipeline
 from facever.training.cache import save_npz
 from facever.training.evaluation import protocol
@@ -29,8 +30,6 @@ from facever.training.evaluation.cfp import CFP, Protocol
 from facever.training.evaluation.lfw import LFW, Pair
 
 FARS = {"1e-3": 1e-3, "1e-2": 1e-2}
-# A failed pair's stand-in score: beyond any cosine similarity, on the wrong side of every threshold.
-FAILED_SAME, FAILED_DIFFERENT = -10.0, 10.0
 CALIBRATION_BINS = 10
 
 
@@ -57,7 +56,7 @@ def embed_images(
             cached = dict(zip(data["keys"].tolist(), rows, strict=True))
     missing = sorted(k for k in paths if k not in cached)
     for key in tqdm(missing, desc="embed", unit="img", disable=not missing):
-        embedding, face = pipeline.embed_largest(read_image(paths[key]))
+        embedding, face = pipeline.embed_chosen(read_image(paths[key]))
         if embedding is None:
             embedding = np.full(pipeline.card.embedding_size, np.nan, np.float32)
         cached[key] = (embedding, face is not None)
@@ -76,9 +75,7 @@ def pair_arrays(
     pairs: list[Pair], embeddings: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cosine similarities (NaN where an image has no face), same-person flags and folds of ``pairs``."""
-    first = np.stack([embeddings[p.first] for p in pairs])
-    second = np.stack([embeddings[p.second] for p in pairs])
-    scores = (first * second).sum(1)
+    scores = pair_scores(embeddings, pairs)
     return scores, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
 
 
@@ -130,7 +127,7 @@ def verification_report(
     ``probability`` map, its Brier score and ECE on the scored pairs (``calibration``).
     """
     failed = np.isnan(scores)
-    forced = np.where(failed, np.where(same, FAILED_SAME, FAILED_DIFFERENT), scores)
+    forced = protocol.failed_as_wrong(scores, same)
     tested = np.isin(folds, evaluate)
     scored = tested & ~failed
     report: dict = {"folds": sorted(evaluate), "n_pairs": int(tested.sum())}
@@ -310,23 +307,15 @@ def all_vs_all(
 ) -> dict:
     """Every unordered pair of distinct images: TAR at FAR 1e-3 and 1e-4, and the FAR and TAR that each
     named threshold gives. Scores are cosine similarities, or minus the Euclidean distance."""
-    from facever.training.evaluation.calibrate import all_pairs
-
     scores, same = all_pairs(embeddings, people, metric)
-    impostors = np.sort(scores[~same])
-    genuine = scores[same]
+    impostors, genuine = scores[~same], scores[same]
     result: dict = {"images": len(people), "genuine_pairs": int(same.sum()), "impostor_pairs": len(impostors)}
-    result["tar_at_far"] = {}
-    for name, far in (("1e-3", 1e-3), ("1e-4", 1e-4)):
-        allowed = int(np.floor(far * len(impostors)))
-        threshold = float(np.nextafter(impostors[len(impostors) - allowed - 1], np.inf))
-        result["tar_at_far"][name] = float(np.mean(genuine >= threshold))
+    result["tar_at_far"] = {
+        name: match_rate(genuine, threshold_at_far(impostors, far))
+        for name, far in (("1e-3", 1e-3), ("1e-4", 1e-4))
+    }
     result["at_card_thresholds"] = {
-        name: {
-            "threshold": value,
-            "far": float(1 - np.searchsorted(impostors, value, side="left") / len(impostors)),
-            "tar": float(np.mean(genuine >= value)),
-        }
+        name: {"threshold": value, "far": match_rate(impostors, value), "tar": match_rate(genuine, value)}
         for name, value in thresholds.items()
         if value is not None
     }

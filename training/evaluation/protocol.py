@@ -9,9 +9,23 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from facever.model.matching import is_match
+
+# A failed pair's stand-in score: beyond any cosine similarity (or minus distance), on the wrong side of
+# every threshold.
+FAILED_SAME, FAILED_DIFFERENT = -10.0, 10.0
+
+
+def failed_as_wrong(scores: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """``scores`` with every failed pair (NaN: a photo without a face) made wrong at every threshold, as
+    a user of the service would see it: a same-person pair scores lowest, a different-person pair
+    highest."""
+    scores = np.asarray(scores, np.float64)
+    return np.where(np.isnan(scores), np.where(same, FAILED_SAME, FAILED_DIFFERENT), scores)
+
 
 def accuracy_at(scores: np.ndarray, same: np.ndarray, threshold: float) -> float:
-    return float(np.mean((scores >= threshold) == same))
+    return float(np.mean(is_match(np.asarray(scores), threshold) == np.asarray(same, bool)))
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray, balanced: bool = False) -> tuple[float, float]:

@@ -7,13 +7,14 @@ import time
 from fastapi import APIRouter, Request
 
 from facever.app import crud, metrics
-from facever.app.analysis import first_error
+from facever.app.analysis import every_face
 from facever.app.api.deps import ServiceDep, VerifyScope
 from facever.app.api.present import face_out, model_info, timing
 from facever.app.api.responses import IMAGE_ERRORS, error_responses
 from facever.app.api.uploads import ImageFields, read_image_request, request_body
 from facever.app.request_id import request_id_of
 from facever.app.schemas import IdentifyJSON, IdentifyMatch, IdentifyOptions, IdentifyResponse, IdentityRef
+from facever.model.matching import is_match
 
 router = APIRouter(prefix="/v1", tags=["identify"])
 
@@ -39,9 +40,7 @@ async def identify(request: Request, service: ServiceDep) -> IdentifyResponse:
         request, FIELDS, IdentifyOptions, IdentifyJSON, service.settings
     )
     analysis = await service.analyser.analyse(uploads, service.policy_for(options.multi_face_policy))
-    if error := first_error(analysis, uploads):
-        raise error
-    probe = analysis.results[0]
+    (probe,) = every_face(analysis, uploads)
     threshold = service.identify_threshold_for(options.threshold)
     top_k = options.top_k or service.settings.default_top_k
     gallery_size = service.gallery.size
@@ -60,7 +59,7 @@ async def identify(request: Request, service: ServiceDep) -> IdentifyResponse:
                 identity=IdentityRef(id=identity.id, name=identity.name, external_id=identity.external_id),
                 score=match.score,
                 probability=service.probability(match.score),
-                above_threshold=match.score >= threshold,
+                above_threshold=is_match(match.score, threshold),
                 face_id=match.face_id,
             )
             for match in matches

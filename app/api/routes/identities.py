@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from facever.app import crud, metrics
-from facever.app.analysis import AnalysedFace, first_error
+from facever.app.analysis import AnalysedFace, every_face
 from facever.app.api.deps import AdminScope, ServiceDep, VerifyScope
 from facever.app.api.present import face_out, model_info, timing
 from facever.app.api.responses import IDENTITY_INPUT_ERRORS, IMAGE_ERRORS, error_responses
@@ -38,6 +38,7 @@ from facever.app.schemas import (
 from facever.app.service import Service
 from facever.model.errors import ErrorCode
 from facever.model.images import ImageError
+from facever.model.matching import best_match, is_match
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"])
 
@@ -289,16 +290,13 @@ async def verify_identity(
         request, PROBE_FIELDS, ProbeOptions, ProbeJSON, service.settings
     )
     analysis = await service.analyser.analyse(uploads, service.policy_for(options.multi_face_policy))
-    if error := first_error(analysis, uploads):
-        raise error
-    probe = analysis.results[0]
-    scores = templates @ probe.embedding
-    best = int(scores.argmax())
+    (probe,) = every_face(analysis, uploads)
+    best, score = best_match(probe.embedding, templates)
     threshold = service.threshold_for(options.threshold)
     return IdentityVerifyResponse(
-        verified=bool(scores[best] >= threshold),
-        score=float(scores[best]),
-        probability=service.probability(float(scores[best])),
+        verified=is_match(score, threshold),
+        score=score,
+        probability=service.probability(score),
         threshold=threshold,
         identity=IdentityRef(id=identity.id, name=identity.name, external_id=identity.external_id),
         best_face_id=face_ids[best],

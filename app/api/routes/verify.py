@@ -6,13 +6,14 @@ import time
 
 from fastapi import APIRouter, Request
 
-from facever.app.analysis import first_error
+from facever.app.analysis import every_face
 from facever.app.api.deps import ServiceDep, VerifyScope
 from facever.app.api.present import face_out, model_info, timing
 from facever.app.api.responses import IMAGE_ERRORS, error_responses
 from facever.app.api.uploads import ImageFields, read_image_request, request_body
 from facever.app.request_id import request_id_of
 from facever.app.schemas import VerifyJSON, VerifyOptions, VerifyResponse
+from facever.model.matching import is_match, similarity
 
 router = APIRouter(prefix="/v1", tags=["verify"])
 
@@ -36,13 +37,11 @@ async def verify(request: Request, service: ServiceDep) -> VerifyResponse:
     started = time.perf_counter()
     uploads, options = await read_image_request(request, FIELDS, VerifyOptions, VerifyJSON, service.settings)
     analysis = await service.analyser.analyse(uploads, service.policy_for(options.multi_face_policy))
-    if error := first_error(analysis, uploads):
-        raise error
-    first, second = analysis.results
-    score = float(first.embedding @ second.embedding)
+    first, second = every_face(analysis, uploads)
+    score = float(similarity(first.embedding, second.embedding))
     threshold = service.threshold_for(options.threshold)
     return VerifyResponse(
-        verified=score >= threshold,
+        verified=is_match(score, threshold),
         score=score,
         probability=service.probability(score),
         threshold=threshold,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facever.app.gallery import TemplateIndex
+from facever.model.matching import TemplateIndex
 
 DIM = 16
 
