@@ -123,7 +123,7 @@ class FaceAnalyser:
         timings = Timings(queue=time.perf_counter() - queued)
         metrics.INFERENCE_WAIT_SECONDS.observe(timings.queue)
         results: list[AnalysedFace | ImageError] = []
-        pending: list[int] = []  # indices of results still waiting for their embedding
+        pending: list[tuple[int, AnalysedFace]] = []  # results still waiting for their embedding
         crops = []
         for upload in uploads:
             try:
@@ -131,7 +131,7 @@ class FaceAnalyser:
             except ImageError as error:
                 results.append(error)
                 continue
-            pending.append(len(results))
+            pending.append((len(results), face))
             results.append(face)
             crops.append(crop)
         if crops:
@@ -140,8 +140,8 @@ class FaceAnalyser:
             timings.embed = time.perf_counter() - start
             metrics.INFERENCE_SECONDS.labels("embed").observe(timings.embed)
             metrics.FACES_EMBEDDED.inc(len(crops))
-            for index, embedding in zip(pending, embeddings, strict=True):
-                results[index] = replace(results[index], embedding=embedding)
+            for (index, face), embedding in zip(pending, embeddings, strict=True):
+                results[index] = replace(face, embedding=embedding)
         return Analysis(results, timings)
 
     def _detect(

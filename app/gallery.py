@@ -102,6 +102,7 @@ class Gallery:
 
     def _apply_changes(self, session) -> bool:
         """Apply the logged changes since self.version; False when the log no longer reaches back."""
+        assert self.version is not None, "sync() loads the whole gallery first"
         changes = session.execute(
             select(GalleryChange.version, GalleryChange.op, GalleryChange.face_id, GalleryChange.identity_id)
             .where(GalleryChange.version > self.version)

@@ -65,7 +65,7 @@ class FaceQuality:
     scores: dict[str, float]  # size, sharpness, pose, exposure, each 0..1
     score: float  # the lowest of ``scores``
 
-    def reason(self, minimum: float) -> str | None:
+    def reason(self, minimum: float) -> ErrorCode | None:
         """The reason code of the weakest aspect when the score is below ``minimum``; None when it passes."""
         if self.score >= minimum:
             return None

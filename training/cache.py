@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -16,7 +17,8 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     try:
-        np.savez(tmp, **arrays)
+        # (cast: numpy's stub would let an array named allow_pickle take that keyword)
+        np.savez(tmp, allow_pickle=False, **cast(dict[str, Any], arrays))
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

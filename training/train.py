@@ -33,6 +33,8 @@ from facever.training.evaluation import protocol
 from facever.training.evaluation.lfw import LFW
 from facever.training.losses import ArcFaceLoss, BatchHardTripletLoss, ContrastiveLoss, DistillationLoss
 from facever.training.networks import build_network, crop_template
+from facever.training.networks.dlib_resnet import DlibResNet
+from facever.training.networks.facever_small import EmbeddingNet
 
 log = logging.getLogger("facever.training")
 
@@ -81,7 +83,7 @@ class Trainee(torch.nn.Module):
     ``forward`` only, synchronises the gradients of both (the network's and e.g. ArcFace's class
     centres). Checkpoints, validation and export use ``network`` itself, never this wrapper."""
 
-    def __init__(self, network: torch.nn.Module, objective: Objective):
+    def __init__(self, network: EmbeddingNet | DlibResNet, objective: Objective):
         super().__init__()
         self.network = network
         self.objective = objective
@@ -180,7 +182,7 @@ class Distributed:
         """Every rank's ``value`` on rank 0 (in rank order), None on the others."""
         if self.world == 1:
             return [value]
-        values = [None] * self.world if self.main else None
+        values: list[T] | None = [value] * self.world if self.main else None  # overwritten by the gather
         dist.gather_object(value, values, dst=0)
         return values
 
@@ -238,7 +240,8 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
     calibration_pairs = [p for p in lfw.pairs() if p.fold in config.data.calibration_folds]
 
     # channels-last convolutions run ~1.4x faster on CPU (oneDNN) and on GPU tensor cores
-    model = build_network(config).to(ddp.device, memory_format=torch.channels_last)
+    # (Module.to takes memory_format; torch's overloads omit it)
+    model = build_network(config).to(ddp.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     channels = getattr(model, "input_channels", 1)
     objective = Objective(config, len(people)).to(ddp.device)
     if config.optim.train_only is not None:
@@ -290,7 +293,7 @@ def train(config: TrainConfig, out_dir: Path, max_steps: int | None = None) -> P
         step += 1
         seen += len(batch) * ddp.world
 
-        if ddp.main:
+        if log_file is not None:  # rank 0
             record = {
                 "step": step,
                 "lr": optimizer.param_groups[0]["lr"],

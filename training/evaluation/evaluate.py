@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from facever.model.card import ONNX_FILE, ModelCard, ProbabilityMap
 from facever.model.images import read_image
-from facever.model.matching import all_pairs, match_rate, pair_scores, threshold_at_far
+from facever.model.matching import Metric, all_pairs, match_rate, pair_scores, threshold_at_far
 from facever.model.runtime import FacePipeline
 from facever.training.cache import save_npz
 from facever.training.evaluation import protocol
@@ -303,7 +303,7 @@ def all_vs_all(
     embeddings: np.ndarray,
     people: list[str],
     thresholds: dict[str, float | None],
-    metric: str = "cosine",
+    metric: Metric = "cosine",
 ) -> dict:
     """Every unordered pair of distinct images: TAR at FAR 1e-3 and 1e-4, and the FAR and TAR that each
     named threshold gives. Scores are cosine similarities, or minus the Euclidean distance."""
@@ -355,7 +355,7 @@ def write_plots(
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(min(-0.2, scores.min()), 1, 60)
+    bins = np.linspace(min(-0.2, scores.min()), 1, 60).tolist()
     ax.hist(scores[same], bins, alpha=0.6, label="same person (genuine)")
     ax.hist(scores[~same], bins, alpha=0.6, label="different people (impostor)")
     ax.axvline(threshold, color="k", linestyle="--", label=f"model threshold {threshold:.3f}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
@@ -49,6 +49,9 @@ FaceId = Annotated[int, Path(ge=1, le=MAX_ID, description="the face's id")]
 
 ENROLL_FIELDS = ImageFields(repeated="images")
 PROBE_FIELDS = ImageFields(single=("image",))
+NOTHING_ENROLLED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "No face enrolled: every image was rejected"}
+}
 
 
 def _not_found(identity_id: int) -> ApiError:
@@ -202,8 +205,7 @@ async def delete_face(identity_id: IdentityId, face_id: FaceId, service: Service
     "at least one face was enrolled, 200 when "
     "none was. Only the embedding is stored, never the image.",
     dependencies=[AdminScope],
-    responses={200: {"description": "No face enrolled: every image was rejected"}}
-    | error_responses(*IMAGE_ERRORS, 404),
+    responses=NOTHING_ENROLLED | error_responses(*IMAGE_ERRORS, 404),
     openapi_extra=request_body(EnrollJSON, ENROLL_FIELDS),
 )
 async def enroll_faces(
