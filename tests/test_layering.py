@@ -74,6 +74,13 @@ def test_the_service_imports_nothing_of_the_trainer():
     assert not top_level(modules) & {"torch", "sklearn", "matplotlib", "dlib"}
 
 
+def test_the_runtime_imports_no_web_stack_and_the_trainer_nothing_of_the_service():
+    _, runtime = import_everything("facever.model")
+    assert not top_level(runtime) & {"fastapi", "starlette", "sqlalchemy", "uvicorn"}
+    _, trainer = import_everything("facever.training")
+    assert not [m for m in trainer if m.startswith("facever.app")]
+
+
 def test_the_trainer_still_imports_torch():
     """The check above would pass vacuously if torch could never be seen: the trainer does import it."""
     _, modules = import_everything("facever.training.networks")
