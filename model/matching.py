@@ -97,9 +97,10 @@ def all_pairs(
 
 def threshold_at_far(impostor_scores: np.ndarray, far: float) -> float:
     """The smallest threshold at which at most ``far`` of the impostor scores match."""
-    impostors = np.sort(np.asarray(impostor_scores))
+    impostors = np.asarray(impostor_scores)
     allowed = int(np.floor(far * len(impostors)))
-    return float(np.nextafter(impostors[len(impostors) - allowed - 1], np.inf))
+    k = len(impostors) - allowed - 1  # the highest impostor score that must not match
+    return float(np.nextafter(np.partition(impostors, k)[k], np.inf))
 
 
 def match_rate(scores: np.ndarray, threshold: float) -> float:

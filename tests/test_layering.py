@@ -8,6 +8,7 @@ so an import anywhere below (however indirect) counts.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -34,6 +35,7 @@ print(json.dumps({"imported": imported, "modules": sorted(sys.modules)}))
 """
 
 
+@functools.cache  # several tests look at the same imports: one interpreter per package set
 def import_everything(*packages: str) -> tuple[list[str], set[str]]:
     result = subprocess.run(
         [sys.executable, "-c", IMPORT_ALL, *packages], capture_output=True, text=True, timeout=300

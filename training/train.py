@@ -124,8 +124,9 @@ def validate(model, cache, index, pairs, size) -> dict:
     scores them: a photo in which the detector found no face (the service would refuse it) fails its
     pairs, and AUC is on the pairs that were scored."""
     keys = sorted({k for p in pairs for k in (p.first, p.second)})
-    embeddings = embed_crops(model, cache.crops[[index[k] for k in keys]], size)
-    embeddings[~cache.found[[index[k] for k in keys]]] = np.nan
+    rows = [index[k] for k in keys]
+    embeddings = embed_crops(model, cache.crops[rows], size)
+    embeddings[~cache.found[rows]] = np.nan
     scores = pair_scores(dict(zip(keys, embeddings, strict=True)), pairs)
     same = np.array([p.same for p in pairs])
     _, accuracy = protocol.best_threshold(protocol.failed_as_wrong(scores, same), same)
