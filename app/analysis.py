@@ -3,7 +3,9 @@
 Decoding, detection and embedding are CPU (or GPU) bound, so they run in worker threads; a
 capacity limiter lets at most FACEVER_INFERENCE_WORKERS images be worked on at once (onnxruntime
 sessions are safe to run from several threads), and when FACEVER_MAX_QUEUE requests are already
-waiting for a slot, further ones are refused with 503 rather than piling up in memory.
+waiting for a slot, further ones are refused with 503 rather than piling up in memory. With a
+batching window (FACEVER_BATCH_WINDOW_MS; on by default on CUDA) the faces of concurrent requests
+are embedded together (facever.model.batching).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import ctypes.util
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -21,6 +24,7 @@ import numpy as np
 
 from facever.app import metrics
 from facever.app.errors import ApiError, api_error_from_image
+from facever.model.batching import EmbeddingBatcher
 from facever.model.detection import DetectedFace
 from facever.model.errors import ErrorCode
 from facever.model.face_choice import MultiFacePolicy, choose_face
@@ -90,11 +94,22 @@ class Analysis:
 
 
 class FaceAnalyser:
-    def __init__(self, pipeline: FacePipeline, limits: ImageLimits, workers: int, max_queue: int):
+    def __init__(
+        self,
+        pipeline: FacePipeline,
+        limits: ImageLimits,
+        workers: int,
+        max_queue: int,
+        batch_window_s: float = 0.0,
+        max_batch: int = 64,
+    ):
         self.pipeline = pipeline
         self.limits = limits
         self.max_queue = max_queue
         self.limiter = anyio.CapacityLimiter(workers)
+        self.batcher = (
+            EmbeddingBatcher(pipeline.embed, batch_window_s, max_batch) if batch_window_s > 0 else None
+        )
         self.large_decodes = threading.BoundedSemaphore(LARGE_DECODES)
         # The detector works on images of at most this side; larger ones are reduced while decoded
         # (never below it), and face coordinates are mapped back to the original's pixels.
@@ -125,23 +140,28 @@ class FaceAnalyser:
         results: list[AnalysedFace | ImageError] = []
         pending: list[tuple[int, AnalysedFace]] = []  # results still waiting for their embedding
         crops = []
-        for upload in uploads:
-            try:
-                face, crop = self._detect(upload, policy, timings)
-            except ImageError as error:
-                results.append(error)
-                continue
-            pending.append((len(results), face))
-            results.append(face)
-            crops.append(crop)
-        if crops:
+        # Announced to the batcher before detection, so that a batch waits for these crops (within
+        # its window) rather than leaving just before they arrive.
+        with self.batcher.coming() if self.batcher else nullcontext() as ticket:
+            for upload in uploads:
+                try:
+                    face, crop = self._detect(upload, policy, timings)
+                except ImageError as error:
+                    results.append(error)
+                    continue
+                pending.append((len(results), face))
+                results.append(face)
+                crops.append(crop)
+            if not crops:
+                return Analysis(results, timings)
             start = time.perf_counter()
-            embeddings = self.pipeline.embed(np.stack(crops))
+            embed = ticket.embed if ticket is not None else self.pipeline.embed
+            embeddings = embed(np.stack(crops))
             timings.embed = time.perf_counter() - start
             metrics.INFERENCE_SECONDS.labels("embed").observe(timings.embed)
             metrics.FACES_EMBEDDED.inc(len(crops))
-            for (index, face), embedding in zip(pending, embeddings, strict=True):
-                results[index] = replace(face, embedding=embedding)
+        for (index, face), embedding in zip(pending, embeddings, strict=True):
+            results[index] = replace(face, embedding=embedding)
         return Analysis(results, timings)
 
     def _detect(

@@ -14,11 +14,11 @@ templates of the current model (name and version) as one float32 matrix.
   since its own version: it loads the added templates and drops the removed faces and identities.
   A replica that fell further behind than the log keeps (10,000 versions), or that starts, loads
   the whole gallery.
-* The replica that made a change applies it before answering, so a client sees its own
-  enrollments and deletions at once; other replicas see them within one poll interval plus the
-  time to apply (well under a second by default). Identify may therefore miss, for that short
-  window, a template just enrolled elsewhere, or return an identity just deleted elsewhere; it
-  never returns a name for a deleted identity, because names are read from the database after the
+* The replica that made a change applies it before answering, and identify catches up (the same
+  sync: one single-row read when nothing changed) before it searches, so a client sees its own
+  enrollments and deletions at once, whichever server process or replica answers it. Between
+  identifies the poll keeps each copy close, so that catching up stays small. Identify never
+  returns a name for a deleted identity, because names are read from the database after the
   search. Verify-against-identity and every identity endpoint read the database directly and are
   always current.
 

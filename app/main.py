@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from contextlib import asynccontextmanager, suppress
 
 import anyio
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None, pipeline: FacePipeline | None =
             poller.cancel()
             with suppress(asyncio.CancelledError):
                 await poller
+            if service.analyser.batcher is not None:
+                service.analyser.batcher.close()
             service.database.dispose()
 
     # /docs (Swagger UI) and /redoc load their scripts and styles from the fastapi-offline package,
@@ -87,8 +90,23 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
     if settings.auto_migrate:
         upgrade(settings.database_url, database.engine)
     if pipeline is None:
-        pipeline = FacePipeline(settings.resolved_model_dir, settings.device, settings.resolved_ort_threads)
-    log.info("execution providers in use: %s", pipeline.providers)
+        pipeline = FacePipeline(
+            settings.resolved_model_dir,
+            settings.device,
+            settings.resolved_ort_threads,
+            detection_device=settings.detection_device,
+        )
+    batch_window_s = settings.resolved_batch_window_s(pipeline.embedder.on_gpu)
+    pipeline.embedder.warm_up(settings.max_batch if batch_window_s else 2 * settings.max_enroll_images)
+    log.info(
+        "execution providers in use: detection %s, embedding %s; %d inference workers x %d onnxruntime "
+        "threads; embedding batches: %s",
+        pipeline.stage_providers["detection"],
+        pipeline.stage_providers["embedding"],
+        settings.resolved_inference_workers,
+        settings.resolved_ort_threads,
+        f"window {batch_window_s * 1000:g} ms, up to {settings.max_batch} faces" if batch_window_s else "off",
+    )
     gallery = Gallery(database, ModelRef.of(pipeline.card), pipeline.card.embedding_size)
     gallery.sync()
     authenticator = Authenticator(settings, database)
@@ -101,6 +119,8 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
         ImageLimits(settings.max_image_bytes, settings.max_image_pixels),
         settings.resolved_inference_workers,
         settings.max_queue,
+        batch_window_s,
+        settings.max_batch,
     )
     return Service(settings, database, pipeline, analyser, gallery, authenticator)
 
@@ -130,13 +150,24 @@ def serve_app() -> FastAPI:
     return create_app(settings)
 
 
-def run(host: str | None = None, port: int | None = None, workers: int = 1) -> None:
+def run(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
     import uvicorn
 
     settings = get_settings()
     configure_logging(settings.log_level)
     if settings.auto_migrate:  # once here, so that several workers do not race to migrate
         upgrade(settings.database_url)
+    if workers is not None:
+        # Every worker reads the settings again: the layout it derives must match this count.
+        os.environ["FACEVER_WORKERS"] = str(workers)
+        settings = get_settings.__wrapped__()
+    workers = settings.resolved_workers
+    log.info(
+        "%d server processes (FACEVER_WORKERS), each with %d inference workers x %d onnxruntime threads",
+        workers,
+        settings.resolved_inference_workers,
+        settings.resolved_ort_threads,
+    )
     uvicorn.run(
         "facever.app.main:serve_app",
         factory=True,

@@ -538,7 +538,16 @@ class InfoResponse(BaseModel):
     score_type: str = SCORE_TYPE
     model_source: str = Field(description="FACEVER_MODEL: a shipped model's name or a folder")
     shipped_models: list[str] = Field(description="the models inside the package, by name (FACEVER_MODEL)")
-    providers: list[str] = Field(description="onnxruntime execution providers in use, preferred first")
+    providers: list[str] = Field(
+        description="onnxruntime execution providers of the embedding, preferred first"
+    )
+    stage_providers: dict[str, str] = Field(
+        description="the execution provider each stage runs on: detection, embedding"
+    )
+    detection_ms: dict[str, float] = Field(
+        description="with FACEVER_DETECTION_DEVICE=auto and the embedding on CUDA: ms a photo that face "
+        "detection took on each device at start-up, which chose where it runs; else empty"
+    )
     gallery: GalleryInfo
     auth: str = Field(description="enabled or disabled")
     key_scope: str = Field(
@@ -547,8 +556,13 @@ class InfoResponse(BaseModel):
     )
     warning: str | None = Field(None, description="set when something is unsafe, e.g. auth disabled")
     multi_face_policy: MultiFacePolicy
-    inference_workers: int = Field(description="images analysed at the same time")
+    workers: int = Field(description="server processes (FACEVER_WORKERS), each with the fields below")
+    inference_workers: int = Field(description="requests analysed at the same time in this process")
     ort_threads: int = Field(description="onnxruntime threads each of them uses")
+    batch_window_ms: float = Field(
+        description="embedding batches wait this long for concurrent requests' faces; 0 = no batching"
+    )
+    max_batch: int = Field(description="most faces in one embedding batch")
     limits: Limits
     database: str = Field(description="the database backend: sqlite or postgresql")
 

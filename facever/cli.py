@@ -115,7 +115,10 @@ def serve(
         str | None, typer.Option(help="address to listen on (default: FACEVER_HOST or 127.0.0.1)")
     ] = None,
     port: Annotated[int | None, typer.Option(help="port (default: FACEVER_PORT or 8000)")] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="server processes (default: FACEVER_WORKERS, 0 = one per 2 CPU cores)", min=0),
+    ] = None,
 ) -> None:
     """Run the HTTP service with the configured model and database."""
     _check_database()

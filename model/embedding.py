@@ -8,7 +8,7 @@ import numpy as np
 
 from facever.model.card import ONNX_FILE, ModelCard
 from facever.model.images import to_luma
-from facever.model.onnx_session import create_session
+from facever.model.onnx_session import bucket, create_session, pad_to_bucket, runs_on_gpu
 
 
 class Embedder:
@@ -19,6 +19,7 @@ class Embedder:
         self.card = card or ModelCard.load(self.model_dir)
         self.session = create_session(self.model_dir / ONNX_FILE, device, threads)
         self.providers = self.session.get_providers()
+        self.on_gpu = runs_on_gpu(self.session)
         self._input = self.session.get_inputs()[0].name
 
     @property
@@ -43,10 +44,22 @@ class Embedder:
             batch = crops.transpose(0, 3, 1, 2).astype(np.float32)
         if self.card.flip_test_time:
             batch = np.concatenate([batch, batch[..., ::-1]])
-        embeddings = self.session.run(None, {self._input: batch})[0]
+        embeddings = self._run(batch)
         if self.card.flip_test_time:
             embeddings = embeddings[: len(crops)] + embeddings[len(crops) :]
         return normalise(embeddings)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if not self.on_gpu:
+            return self.session.run(None, {self._input: batch})[0]
+        return self.session.run(None, {self._input: pad_to_bucket(batch)})[0][: len(batch)]
+
+    def warm_up(self, max_batch: int) -> None:
+        """Run every batch size the service can send once (on CUDA: each bucket), so that no request
+        pays for the first run of its size."""
+        sizes = sorted({bucket(n) for n in range(1, max_batch + 1)}) if self.on_gpu else [1]
+        for size in sizes:
+            self.embed(np.zeros((size, self.size, self.size, 3), np.uint8))
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

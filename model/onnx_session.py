@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnxruntime as ort
 
 log = logging.getLogger("facever.model")
 
 GPU_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
+
+_dlls_preloaded = False
+
+
+def _preload_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries that came as NVIDIA wheels (onnxruntime-gpu's ``cuda`` and
+    ``cudnn`` extras), so that no LD_LIBRARY_PATH is needed; where they are not installed, the
+    system's are used (a CUDA base image). Only onnxruntime-gpu >= 1.21 has ``preload_dlls``."""
+    global _dlls_preloaded
+    if _dlls_preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _dlls_preloaded = True
+    try:
+        ort.preload_dlls()
+    except Exception as error:  # noqa: BLE001 - a failure here shows again, clearly, when the session loads
+        log.warning("onnxruntime.preload_dlls() failed: %s", error)
 
 
 def preferred_providers(device: str = "auto") -> list[str]:
@@ -28,18 +46,51 @@ def preferred_providers(device: str = "auto") -> list[str]:
     return [CPU_PROVIDER]
 
 
-def create_session(path: str | Path, device: str = "auto", threads: int = 0) -> ort.InferenceSession:
-    """Open an ONNX file. ``threads`` = 0 lets onnxruntime use every core."""
+def create_session(
+    path: str | Path, device: str = "auto", threads: int = 0, cuda_options: dict[str, Any] | None = None
+) -> ort.InferenceSession:
+    """Open an ONNX file. ``threads`` = 0 lets onnxruntime use every core. ``device="cuda"`` raises
+    when the session cannot run on CUDA (libraries missing, no GPU), instead of running on the CPU."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), sess_options=options, providers=preferred_providers(device))
     requested = preferred_providers(device)
+    providers: list[str | tuple[str, dict[str, Any]]] = list(requested)
+    if requested[0] == GPU_PROVIDER:
+        _preload_cuda_libraries()
+        providers[0] = (GPU_PROVIDER, dict(cuda_options or {}))
+    session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     if requested[0] == GPU_PROVIDER and session.get_providers()[0] != GPU_PROVIDER:
-        # onnxruntime falls back to CPU silently when the CUDA libraries fail to load: say it loudly.
-        log.warning(
-            "CUDAExecutionProvider was available but did not load for %s; running on CPU", Path(path).name
-        )
+        # onnxruntime falls back to CPU silently when the CUDA libraries fail to load.
+        message = f"CUDAExecutionProvider was available but did not load for {Path(path).name}"
+        if device == "cuda":
+            raise RuntimeError(
+                f"{message} (FACEVER_DEVICE=cuda): the CUDA or cuDNN libraries onnxruntime-gpu "
+                f"{ort.__version__} needs, or a GPU and its driver, are missing; see onnxruntime's "
+                "log above"
+            )
+        log.warning("%s; running on CPU", message)
     return session
+
+
+def runs_on_gpu(session: ort.InferenceSession) -> bool:
+    return session.get_providers()[0] == GPU_PROVIDER
+
+
+def bucket(n: int) -> int:
+    """The smallest power of two >= n."""
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def pad_to_bucket(batch: np.ndarray) -> np.ndarray:
+    """``batch`` with zero rows added up to a power of two. On CUDA every new input shape costs a new
+    plan (for a convolution: a search for its fastest algorithm, up to hundreds of ms), so batches
+    of varying size are run in a handful of sizes; the caller drops the padding's outputs."""
+    size = bucket(len(batch))
+    if size == len(batch):
+        return batch
+    padded = np.zeros((size, *batch.shape[1:]), batch.dtype)
+    padded[: len(batch)] = batch
+    return padded

@@ -4,9 +4,12 @@ image -> faces (detection) -> aligned crops (alignment) -> embeddings (ONNX netw
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 from facever.model.alignment import align
 from facever.model.card import ModelCard
@@ -17,6 +20,8 @@ from facever.model.images import ImageError
 
 log = logging.getLogger("facever.model")
 
+Device = Literal["auto", "cpu", "cuda"]
+
 
 class FacePipeline:
     """Detection + alignment + embedding with one model directory (facever.onnx + model_card.json)."""
@@ -24,27 +29,43 @@ class FacePipeline:
     def __init__(
         self,
         model_dir: str | Path,
-        device: str = "auto",
+        device: Device = "auto",
         threads: int = 0,
         detector_config: DetectorConfig | None = None,
+        detection_device: Device = "auto",
     ):
+        """``device`` runs the embedding; ``detection_device`` the detector: ``auto`` puts it on the CPU
+        unless the embedding runs on CUDA, and then wherever it measured faster here, now."""
         self.card = ModelCard.load(model_dir)
         self.template = np.asarray(self.card.alignment.template, np.float64)
         if self.template.shape != (5, 2):
             raise ValueError(f"{model_dir}: the model card's alignment template is not five (x, y) points")
-        self.detector = FaceDetector(detector_config or DetectorConfig(), device, threads)
         self.embedder = Embedder(model_dir, device, threads, card=self.card)
+        config = detector_config or DetectorConfig()
+        self.detection_ms: dict[str, float] = {}  # the start-up measurement behind detection_device=auto
+        if detection_device == "auto" and self.embedder.on_gpu:
+            self.detector, self.detection_ms = _fastest_detector(config, threads)
+        else:
+            wanted = "cpu" if detection_device == "auto" else detection_device
+            self.detector = FaceDetector(config, wanted, threads)
         log.info(
-            "model %s %s loaded from %s; execution providers: %s",
+            "model %s %s loaded from %s; execution providers: detection %s, embedding %s",
             self.card.name,
             self.card.version,
             model_dir,
+            self.detector.providers,
             self.embedder.providers,
         )
 
     @property
     def providers(self) -> list[str]:
+        """The embedding's execution providers, preferred first."""
         return self.embedder.providers
+
+    @property
+    def stage_providers(self) -> dict[str, str]:
+        """The execution provider each stage runs on."""
+        return {"detection": self.detector.providers[0], "embedding": self.embedder.providers[0]}
 
     @property
     def size(self) -> int:
@@ -74,3 +95,44 @@ class FacePipeline:
         except ImageError:
             return None, None
         return self.embed(self.crop(image, face)[None])[0], face
+
+
+def _fastest_detector(config: DetectorConfig, threads: int) -> tuple[FaceDetector, dict[str, float]]:
+    """The detector on CUDA or on the CPU, whichever detects faster on this machine: MTCNN's small,
+    varying shapes can make the GPU slower than the CPU (BENCHMARKS.md)."""
+    images = _timing_images()
+    timings, detectors = {}, {}
+    for device in ("cpu", "cuda"):
+        detector = FaceDetector(config, device, threads)
+        timings[device] = _median_detection_ms(detector, images)
+        detectors[device] = detector
+    chosen = min(timings, key=lambda device: timings[device])
+    log.info(
+        "face detection: %.1f ms a photo on the CPU, %.1f ms on CUDA (start-up measurement): runs on %s",
+        timings["cpu"],
+        timings["cuda"],
+        chosen.upper(),
+    )
+    return detectors[chosen], timings
+
+
+def _timing_images() -> list[np.ndarray]:
+    """Photo-sized images of smooth random shapes (P-Net finds candidates in them, as in photos)."""
+    rng = np.random.default_rng(0)
+    images = []
+    for width, height in ((250, 250), (640, 480)):
+        small = rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8)
+        images.append(np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR)))
+    return images
+
+
+def _median_detection_ms(detector: FaceDetector, images: list[np.ndarray], runs: int = 5) -> float:
+    for image in images * 2:  # warm-up: first runs of each shape
+        detector.detect(image)
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        for image in images:
+            detector.detect(image)
+        seconds.append((time.perf_counter() - start) / len(images))
+    return float(np.median(seconds) * 1000)

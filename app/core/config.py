@@ -40,11 +40,35 @@ class Settings(BaseSettings):
         "model_card.json",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="onnxruntime device: auto = CUDA when available, else CPU"
+        "auto",
+        description="onnxruntime device of the embedding: auto = CUDA when available, else CPU; cuda fails "
+        "at start-up when CUDA cannot run",
+    )
+    detection_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="device of face detection (MTCNN): auto = where it measured faster at start-up when "
+        "the embedding runs on CUDA, else CPU",
+    )
+    workers: int = Field(
+        0,
+        ge=0,
+        description="server processes (uvicorn workers), each with its own model and inference threads; "
+        "0 = one per 2 CPU cores (at least 1, at most 16)",
     )
     ort_threads: int = Field(
-        0, ge=0, description="onnxruntime threads per inference; 0 = CPU cores / inference workers"
+        0,
+        ge=0,
+        description="onnxruntime threads per inference; 0 = the process's share of the CPU cores / "
+        "inference workers",
     )
+    batch_window_ms: float | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="cross-request batching of the embedding: faces of requests arriving within this many "
+        "ms share one run (a lone request does not wait); 0 = no batching; default: 2 on CUDA, 0 on CPU",
+    )
+    max_batch: int = Field(64, ge=1, le=1024, description="most faces in one batched embedding run")
     threshold: float | None = Field(
         None, ge=-1.0, le=1.0, description="verify threshold (cosine similarity); default: the model card's"
     )
@@ -84,7 +108,10 @@ class Settings(BaseSettings):
     )
 
     inference_workers: int = Field(
-        0, ge=0, description="images analysed at the same time (threads); 0 = min(4, CPU cores)"
+        0,
+        ge=0,
+        description="requests analysed at the same time in each process (threads); 0 = the process's "
+        "share of the CPU cores, at least 2",
     )
     max_queue: int = Field(64, ge=0, description="requests waiting for an inference slot before 503")
     gallery_poll_interval: float = Field(
@@ -149,16 +176,35 @@ class Settings(BaseSettings):
             )
         return path
 
+    # The layout (BENCHMARKS.md, "Process layout"): Python holds its GIL through the parts of a request
+    # around onnxruntime (HTTP, multipart, decoding, NMS), so one process cannot keep many cores
+    # busy; several processes of 2 cores each, each with 2 inference threads of 1 onnxruntime thread,
+    # scale with the cores where one process with more threads did not (16 cores: 35 requests/s).
+    @property
+    def resolved_workers(self) -> int:
+        return self.workers or max(1, min(16, cpu_cores() // 2))
+
+    @property
+    def cores_per_worker(self) -> int:
+        return max(1, cpu_cores() // self.resolved_workers)
+
     @property
     def resolved_inference_workers(self) -> int:
-        return self.inference_workers or max(1, min(4, os.cpu_count() or 1))
+        return self.inference_workers or max(2, self.cores_per_worker)
 
     @property
     def resolved_ort_threads(self) -> int:
         # Every inference worker runs onnxruntime at the same time: with onnxruntime's default (all
         # cores each) they oversubscribe the CPU; on 2 cores that cost 40 % of the requests/s at
         # concurrency 8 (bench/load.py, 31 vs 54 requests/s).
-        return self.ort_threads or max(1, (os.cpu_count() or 1) // self.resolved_inference_workers)
+        return self.ort_threads or max(1, self.cores_per_worker // self.resolved_inference_workers)
+
+    def resolved_batch_window_s(self, embedding_on_gpu: bool) -> float:
+        """Seconds a batch of embeddings waits for company (0: no batching). On the CPU a batch of 32
+        costs 0.9 x 32 single runs (bench/speed.py) but runs on one thread, so it is off by default."""
+        if self.batch_window_ms is not None:
+            return self.batch_window_ms / 1000
+        return 0.002 if embedding_on_gpu else 0.0
 
     def bootstrap_keys(self) -> dict[str, list[str]]:
         """Keys from the environment, by scope."""
@@ -166,6 +212,14 @@ class Settings(BaseSettings):
             "admin": _split(self.api_keys_admin.get_secret_value()),
             "verify": _split(self.api_keys_verify.get_secret_value()),
         }
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (``taskset`` and container CPU sets count), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _split(value: str) -> list[str]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 import anyio
 import pytest
 
 from facever.app.analysis import FaceAnalyser
+from facever.app.core import config
 from facever.app.core.config import Settings, shipped_model_dir
 from facever.app.errors import ApiError
 from facever.model.images import ImageLimits
@@ -38,11 +38,34 @@ def test_environment(monkeypatch):
     assert settings.auth == "disabled" and settings.multi_face_policy == "single"
     assert settings.bootstrap_keys()["admin"] == ["fvk_a", "fvk_b"]
     assert settings.resolved_inference_workers == 3
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    assert settings.resolved_ort_threads == 2  # 3 workers side by side share 8 cores, not 3 x 8 threads
+    monkeypatch.setattr(config, "cpu_cores", lambda: 8)
+    monkeypatch.setenv("FACEVER_WORKERS", "1")
+    # 3 workers side by side share the process's 8 cores, not 3 x 8 threads
+    assert Settings().resolved_ort_threads == 2
     monkeypatch.setenv("FACEVER_ORT_THREADS", "4")
     assert Settings().resolved_ort_threads == 4
     assert "fvk_a" not in repr(settings)  # keys are secrets: never shown
+
+
+@pytest.mark.parametrize(
+    "cores, layout",
+    [(1, (1, 2, 1)), (2, (1, 2, 1)), (4, (2, 2, 1)), (16, (8, 2, 1)), (64, (16, 4, 1)), (3, (1, 3, 1))],
+)
+def test_default_layout_follows_the_cores(monkeypatch, cores, layout):
+    """Processes x inference threads x onnxruntime threads: one process per 2 cores (at most 16), the
+    process's cores split among its threads, never more onnxruntime threads than cores."""
+    monkeypatch.setattr(config, "cpu_cores", lambda: cores)
+    settings = Settings()
+    got = (settings.resolved_workers, settings.resolved_inference_workers, settings.resolved_ort_threads)
+    assert got == layout
+    assert settings.resolved_workers * settings.resolved_ort_threads <= max(cores, 1)
+
+
+def test_batching_window_defaults_to_the_gpu_only(monkeypatch):
+    assert Settings().resolved_batch_window_s(embedding_on_gpu=True) == 0.002
+    assert Settings().resolved_batch_window_s(embedding_on_gpu=False) == 0.0
+    monkeypatch.setenv("FACEVER_BATCH_WINDOW_MS", "5")
+    assert Settings().resolved_batch_window_s(embedding_on_gpu=False) == 0.005
 
 
 @pytest.mark.parametrize(

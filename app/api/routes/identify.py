@@ -29,7 +29,8 @@ FIELDS = ImageFields(single=("image",))
     "model. "
     "Each identity scores its best match (highest cosine similarity over its templates); the `top_k` best "
     "identities are returned, only those with score >= threshold unless `include_below_threshold` is true. "
-    "An enrollment or deletion made on another replica shows here within about a second.",
+    "The gallery catches up with the database before each search, so an enrollment or deletion made "
+    "through another process or replica shows here as soon as it is committed.",
     dependencies=[VerifyScope],
     responses=error_responses(*IMAGE_ERRORS),
     openapi_extra=request_body(IdentifyJSON, FIELDS),
@@ -45,6 +46,9 @@ async def identify(request: Request, service: ServiceDep) -> IdentifyResponse:
     top_k = options.top_k or service.settings.default_top_k
     gallery_size = service.gallery.size
 
+    # One single-row read when nothing changed: enrollments made by the other server processes
+    # (FACEVER_WORKERS) or replicas are searched as soon as they are committed.
+    await service.sync_gallery()
     search_started = time.perf_counter()
     min_score = None if options.include_below_threshold else threshold
     matches = await service.analyser.run(service.gallery.search, probe.embedding, top_k, min_score)

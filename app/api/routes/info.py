@@ -44,6 +44,8 @@ async def info(service: ServiceDep, principal: Annotated[Principal, VerifyScope]
         model_source=settings.model,
         shipped_models=shipped_models(),
         providers=service.pipeline.providers,
+        stage_providers=service.pipeline.stage_providers,
+        detection_ms=service.pipeline.detection_ms,
         gallery=GalleryInfo(
             templates=service.gallery.size,
             identities=service.gallery.identity_count,
@@ -53,8 +55,11 @@ async def info(service: ServiceDep, principal: Annotated[Principal, VerifyScope]
         key_scope=principal.scope,
         warning=AUTH_DISABLED_WARNING if settings.auth == "disabled" else None,
         multi_face_policy=settings.multi_face_policy,
+        workers=settings.resolved_workers,
         inference_workers=settings.resolved_inference_workers,
         ort_threads=settings.resolved_ort_threads,
+        batch_window_ms=service.analyser.batcher.window_s * 1000 if service.analyser.batcher else 0.0,
+        max_batch=settings.max_batch,
         limits=Limits(
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_pixels,
