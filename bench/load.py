@@ -18,6 +18,7 @@ import asyncio
 import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import common
@@ -43,9 +44,19 @@ def choose_pairs(data: Path, n: int) -> list[tuple[Pair, bytes, bytes]]:
     return [(p, lfw.path(p.first).read_bytes(), lfw.path(p.second).read_bytes()) for p in chosen]
 
 
-def start_server(model_dir: Path, workdir: Path) -> LiveServer:
-    """``facever serve`` with ``model_dir`` on a free port, a temporary SQLite database, auth disabled."""
-    return LiveServer(workdir, startup_timeout_s=STARTUP_TIMEOUT_S, model=str(model_dir))
+def start_server(model_dir: Path, workdir: Path, cpus: str | None = None) -> LiveServer:
+    """``facever serve`` with ``model_dir`` on a free port, a temporary SQLite database, auth disabled;
+    on the cores ``cpus`` (taskset) when given."""
+    return LiveServer(workdir, startup_timeout_s=STARTUP_TIMEOUT_S, cpus=cpus, model=str(model_dir))
+
+
+def parse_cpus(spec: str) -> set[int]:
+    """``taskset -c`` syntax: "0-3,8" -> {0, 1, 2, 3, 8}."""
+    cores: set[int] = set()
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        cores.update(range(int(first), int(last or first) + 1))
+    return cores
 
 
 async def verify(client: httpx.AsyncClient, first: bytes, second: bytes) -> tuple[float, int | str]:
@@ -61,13 +72,15 @@ async def verify(client: httpx.AsyncClient, first: bytes, second: bytes) -> tupl
     return time.perf_counter() - start, status
 
 
-async def level(url: str, pairs: list, concurrency: int, duration: float) -> dict:
-    """``concurrency`` workers, each sending its next pair as soon as its last one is answered."""
+async def client_level(url: str, pairs: list, concurrency: int, duration: float, start_at: float) -> dict:
+    """One client's share of a level: ``concurrency`` workers, each sending its next pair as soon as its
+    last one is answered, from wall-clock time ``start_at`` for ``duration`` seconds."""
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     cursor = iter(range(MAX_REQUESTS_PER_LEVEL))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
         started = time.perf_counter()
         deadline = started + duration
 
@@ -83,9 +96,35 @@ async def level(url: str, pairs: list, concurrency: int, duration: float) -> dic
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+    return {"latencies": latencies, "statuses": statuses, "elapsed": elapsed}
+
+
+def _client_process(url: str, pairs: list, concurrency: int, duration: float, start_at: float) -> dict:
+    return asyncio.run(client_level(url, pairs, concurrency, duration, start_at))
+
+
+def level(url: str, pairs: list, concurrency: int, duration: float, clients: int = 1) -> dict:
+    """``concurrency`` requests in flight, shared by ``clients`` client processes (one Python client
+    tops out at a few hundred requests/s, below what a large server answers)."""
+    clients = max(1, min(clients, concurrency))
+    shares = [concurrency // clients + (i < concurrency % clients) for i in range(clients)]
+    start_at = time.time() + (2.0 if clients > 1 else 0.0)  # every process connected before the start
+    if clients == 1:
+        parts = [_client_process(url, pairs, concurrency, duration, start_at)]
+    else:
+        with ProcessPoolExecutor(clients) as pool:
+            futures = [pool.submit(_client_process, url, pairs, n, duration, start_at) for n in shares]
+            parts = [future.result() for future in futures]
+    latencies = [seconds for part in parts for seconds in part["latencies"]]
+    statuses: dict[str, int] = {}
+    for part in parts:
+        for status, count in part["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+    elapsed = max(part["elapsed"] for part in parts)
     requests = sum(statuses.values())
     return {
         "concurrency": concurrency,
+        "clients": clients,
         "duration_s": elapsed,
         "requests": requests,
         "ok": len(latencies),
@@ -131,6 +170,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds per level (default 30; smoke 0.3)")
     parser.add_argument("--levels", help="comma-separated concurrency levels (default 1,8,32; smoke 1,4)")
     parser.add_argument("--pairs", type=int, help="LFW pairs cycled through (default 200; smoke 4)")
+    parser.add_argument("--clients", type=int, default=1, help="client processes sharing each level")
+    parser.add_argument(
+        "--cpus",
+        help="the server's cores, as taskset -c takes them (e.g. 0-3); the client runs on the others",
+    )
     args = parser.parse_args()
     run = common.Run("load", args)
     duration = args.duration or (0.3 if args.smoke else 30.0)
@@ -138,7 +182,14 @@ def main() -> None:
     pairs = choose_pairs(args.data, args.pairs or (4 if args.smoke else 200))
 
     model = common.model_info(args.model)
-    with tempfile.TemporaryDirectory() as workdir, start_server(args.model, Path(workdir)) as server:
+    if args.cpus:
+        others = set(os.sched_getaffinity(0)) - parse_cpus(args.cpus)
+        if others:  # the client keeps off the server's cores where there are others
+            os.sched_setaffinity(0, others)
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        start_server(args.model, Path(workdir), args.cpus) as server,
+    ):
         info = httpx.get(f"{server.url}/v1/info", timeout=10).json()
         if os.environ.get("FACEVER_DEVICE") == "cuda" and info["providers"][0] != "CUDAExecutionProvider":
             raise SystemExit(f"FACEVER_DEVICE=cuda but the service runs on {info['providers']}")
@@ -151,7 +202,7 @@ def main() -> None:
             raise SystemExit(f"the service answered no pair with 200: {dropped[:3]}\n{server.log_tail()}")
         levels = []
         for concurrency in levels_wanted:
-            result = asyncio.run(level(server.url, pairs, concurrency, duration))
+            result = level(server.url, pairs, concurrency, duration, args.clients)
             result["rss_after_bytes"] = server.memory_kib() * 1024
             levels.append(result)
             print(f"load: concurrency {concurrency}: {result['requests_per_s']:.1f} requests/s", flush=True)
@@ -163,19 +214,33 @@ def main() -> None:
         "levels": levels_wanted,
         "pairs": len(pairs) + len(dropped),
         "pairs_dropped": dropped,
+        "clients": args.clients,
         "server": {
-            "command": "facever serve (1 uvicorn worker), SQLite, FACEVER_AUTH=disabled",
+            "command": "facever serve, SQLite, FACEVER_AUTH=disabled",
+            "cpus": args.cpus or f"all {len(os.sched_getaffinity(0))}",
             "providers": info.get("providers"),
+            "stage_providers": info.get("stage_providers"),
+            "detection_ms": info.get("detection_ms"),
+            "workers": info.get("workers"),
             "inference_workers": info.get("inference_workers"),
             "ort_threads": info.get("ort_threads"),
+            "batch_window_ms": info.get("batch_window_ms"),
             "threshold": info.get("threshold"),
             "env": {k: v for k, v in os.environ.items() if k.startswith("FACEVER_")},
         },
     }
     results = {"levels": levels, "rss_start_bytes": rss_start, "rss_peak_bytes": rss_peak}
+    stages = info.get("stage_providers") or {}
+    cpus = (
+        f"server on CPUs {args.cpus}"
+        if args.cpus
+        else f"{len(os.sched_getaffinity(0))} CPUs, server and client"
+    )
     title = (
-        f"POST /v1/verify under load ({len(os.sched_getaffinity(0))} CPUs, server and client; "
-        f"{info.get('inference_workers')} inference workers × {info.get('ort_threads')} onnxruntime threads)"
+        f"POST /v1/verify under load ({cpus}; {info.get('workers')} processes × "
+        f"{info.get('inference_workers')} inference workers × {info.get('ort_threads')} onnxruntime threads; "
+        f"detection on {stages.get('detection', '?')}, embedding on {stages.get('embedding', '?')}, "
+        f"batch window {info.get('batch_window_ms')} ms)"
     )
     run.finish(config, results, {title: table(levels, rss_start)})
 

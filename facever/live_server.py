@@ -26,7 +26,15 @@ def free_port() -> int:
 class LiveServer:
     """``settings`` become FACEVER_* variables: ``LiveServer(dir, header_timeout="1")``."""
 
-    def __init__(self, workdir: Path, startup_timeout_s: float = 120, **settings: str):
+    def __init__(
+        self,
+        workdir: Path,
+        startup_timeout_s: float = 120,
+        cpus: str | None = None,
+        **settings: str,
+    ):
+        """``cpus``: the cores the server may use, as ``taskset -c`` takes them (e.g. ``"0-3"``)."""
+        self.cpus = cpus
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.log_path = Path(workdir) / "server.log"
@@ -43,6 +51,8 @@ class LiveServer:
     def __enter__(self) -> LiveServer:
         facever = Path(sys.executable).with_name("facever")  # the console script of this environment
         command = [str(facever), "serve", "--host", HOST, "--port", str(self.port)]
+        if self.cpus is not None:
+            command = ["taskset", "-c", self.cpus, *command]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.startup_timeout_s
@@ -73,15 +83,42 @@ class LiveServer:
             return False
 
     def memory_kib(self, field: str = "VmRSS") -> int:
-        """VmRSS (now) or VmHWM (peak) of the server process, in KiB."""
+        """VmRSS (now) or VmHWM (peak) of the server, in KiB: summed over its processes (with several
+        workers, uvicorn's supervisor and each worker)."""
         assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise KeyError(field)
+        return sum(_status_kib(pid, field) for pid in _process_tree(self.process.pid))
+
+    def worker_pids(self) -> list[int]:
+        """The server's processes below the one started (uvicorn's workers), if any."""
+        assert self.process is not None
+        return [pid for pid in _process_tree(self.process.pid) if pid != self.process.pid]
 
     def connect(self) -> socket.socket:
         return socket.create_connection((HOST, self.port), timeout=10)
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        children = Path(f"/proc/{tree[index]}/task/{tree[index]}/children")
+        try:
+            tree += [int(child) for child in children.read_text().split()]
+        except OSError:  # gone meanwhile
+            pass
+        index += 1
+    return tree
+
+
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:  # exited meanwhile
+        return 0
+    for line in lines:
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)

@@ -1,0 +1,168 @@
+"""Detection and embedding on each device onnxruntime offers here: the CPU (one thread, and every
+core) and CUDA when there is one.
+
+Reported: MTCNN detection in ms per LFW photo (median over the photos, after a warm-up pass), whether
+the GPU finds the same faces (boxes and landmarks within a pixel of the CPU's), and the embedding's
+faces/s per batch size, with the largest difference between a face embedded in a batch and alone,
+and between the devices.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import common
+import numpy as np
+
+from facever.model.detection import DetectorConfig, FaceDetector
+from facever.model.embedding import Embedder
+from facever.model.images import decode_image
+from facever.model.onnx_session import GPU_PROVIDER
+from facever.model.runtime import FacePipeline
+from facever.training.evaluation.lfw import LFW
+
+GPU_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CPU_BATCHES = (1, 8, 32)
+
+
+def photos(data, n: int) -> list[np.ndarray]:
+    lfw = LFW(data)
+    names = sorted({name for pair in lfw.pairs() for name in (pair.first, pair.second)})
+    rng = np.random.default_rng(0)
+    chosen = [names[i] for i in sorted(rng.choice(len(names), size=min(n, len(names)), replace=False))]
+    return [decode_image(lfw.path(name).read_bytes()) for name in chosen]
+
+
+def time_detection(detector: FaceDetector, images: list[np.ndarray]) -> tuple[float, list]:
+    for image in images[:5]:
+        detector.detect(image)
+    seconds, faces = [], []
+    for image in images:
+        start = time.perf_counter()
+        faces.append(detector.detect(image))
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds) * 1000), faces
+
+
+def compare_faces(reference: list, other: list) -> dict:
+    """Largest box and landmark differences (pixels) between two runs over the same photos."""
+    box_diff, point_diff, count_differs = 0.0, 0.0, 0
+    for first, second in zip(reference, other, strict=True):
+        if len(first) != len(second):
+            count_differs += 1
+            continue
+        for a, b in zip(first, second, strict=True):
+            box_diff = max(box_diff, float(np.abs(np.subtract(a.box, b.box)).max()))
+            point_diff = max(point_diff, float(np.abs(a.landmarks - b.landmarks).max()))
+    return {
+        "photos_with_other_face_count": count_differs,
+        "max_box_px": box_diff,
+        "max_landmark_px": point_diff,
+    }
+
+
+def time_embedding(embedder: Embedder, crops: np.ndarray, batch: int, budget_s: float) -> float:
+    """Faces per second at ``batch`` faces a run."""
+    chunk = crops[:batch] if len(crops) >= batch else np.resize(crops, (batch, *crops.shape[1:]))
+    embedder.embed(chunk)  # first run of this size
+    runs, start = 0, time.perf_counter()
+    while runs < 3 or time.perf_counter() - start < budget_s:
+        embedder.embed(chunk)
+        runs += 1
+    return runs * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = common.parser(__doc__.splitlines()[0], "devices")
+    parser.add_argument("--photos", type=int, help="LFW photos (default 200; smoke 6)")
+    args = parser.parse_args()
+    run = common.Run("devices", args)
+    images = photos(args.data, args.photos or (6 if args.smoke else 200))
+    cores = len(os.sched_getaffinity(0))
+    import onnxruntime
+
+    has_gpu = GPU_PROVIDER in onnxruntime.get_available_providers()
+    budget = 0.05 if args.smoke else 1.0
+
+    detection: dict[str, dict] = {}
+    faces_by_device = {}
+    for name, device, threads in [("cpu, 1 thread", "cpu", 1), (f"cpu, {cores} threads", "cpu", 0)] + (
+        [("cuda", "cuda", 0)] if has_gpu else []
+    ):
+        detector = FaceDetector(DetectorConfig(), device, threads)
+        ms, faces = time_detection(detector, images)
+        detection[name] = {"ms_per_photo": ms, "providers": detector.providers}
+        faces_by_device[name] = faces
+        print(f"devices: detection {name}: {ms:.2f} ms a photo", flush=True)
+    reference = faces_by_device["cpu, 1 thread"]
+    for name, faces in faces_by_device.items():
+        detection[name]["same_faces_as_cpu"] = compare_faces(reference, faces)
+
+    # Aligned crops of the faces found, as the service makes them.
+    pipeline = FacePipeline(args.model, "cpu", 1, detection_device="cpu")
+    crops = np.stack(
+        [pipeline.crop(image, faces[0]) for image, faces in zip(images, reference, strict=True) if faces]
+    )
+    embedding: dict[str, dict] = {}
+    alone_cpu = pipeline.embed(crops[:16])
+    for name, device, threads, batches in [
+        ("cpu, 1 thread", "cpu", 1, CPU_BATCHES),
+        (f"cpu, {cores} threads", "cpu", 0, CPU_BATCHES),
+    ] + ([("cuda", "cuda", 0, GPU_BATCHES)] if has_gpu else []):
+        embedder = Embedder(args.model, device, threads)
+        rates = {str(batch): time_embedding(embedder, crops, batch, budget) for batch in batches}
+        alone = np.concatenate([embedder.embed(crop[None]) for crop in crops[:16]])
+        together = embedder.embed(crops[:16])
+        embedding[name] = {
+            "faces_per_s": rates,
+            "providers": embedder.providers,
+            "max_diff_batched_vs_alone": float(np.abs(together - alone).max()),
+            "max_diff_vs_cpu": float(np.abs(alone - alone_cpu).max()),
+        }
+        print(f"devices: embedding {name}: {rates}", flush=True)
+
+    fmt = common.fmt
+    detection_rows = [
+        [
+            name,
+            fmt(row["ms_per_photo"], 2),
+            row["same_faces_as_cpu"]["photos_with_other_face_count"],
+            fmt(row["same_faces_as_cpu"]["max_box_px"], 3),
+            fmt(row["same_faces_as_cpu"]["max_landmark_px"], 3),
+        ]
+        for name, row in detection.items()
+    ]
+    batches = sorted({int(b) for row in embedding.values() for b in row["faces_per_s"]})
+    embedding_rows = [
+        [
+            name,
+            *(fmt(row["faces_per_s"].get(str(b)), 0) for b in batches),
+            f"{row['max_diff_batched_vs_alone']:.1e}",
+        ]
+        for name, row in embedding.items()
+    ]
+    tables = {
+        f"MTCNN detection per device ({len(images)} LFW photos, median)": common.markdown_table(
+            [
+                "device",
+                "ms a photo",
+                "photos with another face count",
+                "max box diff px",
+                "max landmark diff px",
+            ],
+            detection_rows,
+        ),
+        f"Embedding faces/s per batch size ({len(crops)} LFW faces)": common.markdown_table(
+            ["device", *(f"batch {b}" for b in batches), "batched vs alone, max diff"], embedding_rows
+        ),
+    }
+    run.finish(
+        {"photos": len(images), "faces": len(crops), "model": common.model_info(args.model)},
+        {"detection": detection, "embedding": embedding},
+        tables,
+    )
+
+
+if __name__ == "__main__":
+    main()
