@@ -37,11 +37,12 @@ OUT_ABS=$(cd "$OUT_DIR" && pwd)
 cores=$(nproc)
 
 log "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo none); $cores cores"
-"$PYTHON" - <<'PY' || { log "FAIL: onnxruntime cannot run the model on CUDA here"; exit 1; }
+# From bench/: in the repository's root, ./facever (the CLI's folder) would shadow the package.
+(cd bench && "$PYTHON" -) <<'PY' || { log "FAIL: onnxruntime cannot run the model on CUDA here"; exit 1; }
 import onnxruntime
 from facever.model.onnx_session import create_session
 print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())
-session = create_session("model/default/facever.onnx", device="cuda")  # raises unless CUDA runs it
+session = create_session("../model/default/facever.onnx", device="cuda")  # raises unless CUDA runs it
 print("a CUDA session runs:", session.get_providers())
 PY
 
