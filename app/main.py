@@ -96,7 +96,7 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
             settings.resolved_ort_threads,
             detection_device=settings.detection_device,
         )
-    batch_window_s = settings.resolved_batch_window_s(pipeline.embedder.on_gpu)
+    batch_window_s = settings.batch_window_ms / 1000
     pipeline.embedder.warm_up(settings.max_batch if batch_window_s else 2 * settings.max_enroll_images)
     log.info(
         "execution providers in use: detection %s, embedding %s; %d inference workers x %d onnxruntime "

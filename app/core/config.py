@@ -61,12 +61,13 @@ class Settings(BaseSettings):
         description="onnxruntime threads per inference; 0 = the process's share of the CPU cores / "
         "inference workers",
     )
-    batch_window_ms: float | None = Field(
-        None,
+    batch_window_ms: float = Field(
+        0.0,
         ge=0,
         le=1000,
         description="cross-request batching of the embedding: faces of requests arriving within this many "
-        "ms share one run (a lone request does not wait); 0 = no batching; default: 2 on CUDA, 0 on CPU",
+        "ms share one run (a lone request does not wait); 0 = no batching (the default: it measured "
+        "slower on the CPU and on the GPU machine tried, BENCHMARKS.md)",
     )
     max_batch: int = Field(64, ge=1, le=1024, description="most faces in one batched embedding run")
     threshold: float | None = Field(
@@ -198,13 +199,6 @@ class Settings(BaseSettings):
         # cores each) they oversubscribe the CPU; on 2 cores that cost 40 % of the requests/s at
         # concurrency 8 (bench/load.py, 31 vs 54 requests/s).
         return self.ort_threads or max(1, self.cores_per_worker // self.resolved_inference_workers)
-
-    def resolved_batch_window_s(self, embedding_on_gpu: bool) -> float:
-        """Seconds a batch of embeddings waits for company (0: no batching). On the CPU a batch of 32
-        costs 0.9 x 32 single runs (bench/speed.py) but runs on one thread, so it is off by default."""
-        if self.batch_window_ms is not None:
-            return self.batch_window_ms / 1000
-        return 0.002 if embedding_on_gpu else 0.0
 
     def bootstrap_keys(self) -> dict[str, list[str]]:
         """Keys from the environment, by scope."""

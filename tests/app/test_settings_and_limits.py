@@ -61,13 +61,6 @@ def test_default_layout_follows_the_cores(monkeypatch, cores, layout):
     assert settings.resolved_workers * settings.resolved_ort_threads <= max(cores, 1)
 
 
-def test_batching_window_defaults_to_the_gpu_only(monkeypatch):
-    assert Settings().resolved_batch_window_s(embedding_on_gpu=True) == 0.002
-    assert Settings().resolved_batch_window_s(embedding_on_gpu=False) == 0.0
-    monkeypatch.setenv("FACEVER_BATCH_WINDOW_MS", "5")
-    assert Settings().resolved_batch_window_s(embedding_on_gpu=False) == 0.005
-
-
 @pytest.mark.parametrize(
     "name, value", [("FACEVER_AUTH", "off"), ("FACEVER_DEVICE", "tpu"), ("FACEVER_PORT", "0")]
 )

@@ -147,3 +147,27 @@ def test_batched_embeddings_equal_unbatched_ones():
     assert batcher.batches == 1
     np.testing.assert_array_equal(batched, alone)
     batcher.close()
+
+
+def test_batches_run_side_by_side():
+    """A request arriving while a batch runs leads its own batch at once: it does not queue behind it."""
+    first_running, release_first = threading.Event(), threading.Event()
+
+    def embed(batch: np.ndarray) -> np.ndarray:
+        if batch[0, 0] == 1:
+            first_running.set()
+            release_first.wait(TIMEOUT_S)
+        return batch.astype(np.float32)
+
+    batcher = EmbeddingBatcher(embed, 0.0, max_batch=8)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(batcher.embed, crops(1))
+        assert first_running.wait(TIMEOUT_S)
+        second = pool.submit(batcher.embed, crops(2))
+        assert second.result(timeout=TIMEOUT_S).ravel().tolist() == [2, 0]  # while the first still runs
+        assert not first.done()
+        release_first.set()
+        assert first.result(timeout=TIMEOUT_S).ravel().tolist() == [1, 0]
+    batcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.embed(crops(3))
