@@ -55,8 +55,7 @@ def create_app(settings: Settings | None = None, pipeline: FacePipeline | None =
             poller.cancel()
             with suppress(asyncio.CancelledError):
                 await poller
-            if service.analyser.batcher is not None:
-                service.analyser.batcher.close()
+            service.analyser.close()
             service.database.dispose()
 
     # /docs (Swagger UI) and /redoc load their scripts and styles from the fastapi-offline package,
