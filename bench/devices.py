@@ -17,6 +17,7 @@ import numpy as np
 
 from facever.model.detection import DetectorConfig, FaceDetector
 from facever.model.embedding import Embedder
+from facever.model.face_choice import choose_face
 from facever.model.images import decode_image
 from facever.model.onnx_session import GPU_PROVIDER
 from facever.model.runtime import FacePipeline
@@ -102,7 +103,11 @@ def main() -> None:
     # Aligned crops of the faces found, as the service makes them.
     pipeline = FacePipeline(args.model, "cpu", 1, detection_device="cpu")
     crops = np.stack(
-        [pipeline.crop(image, faces[0]) for image, faces in zip(images, reference, strict=True) if faces]
+        [
+            pipeline.crop(image, choose_face(faces))
+            for image, faces in zip(images, reference, strict=True)
+            if faces
+        ]
     )
     embedding: dict[str, dict] = {}
     alone_cpu = pipeline.embed(crops[:16])

@@ -15,14 +15,19 @@
 #                                                                        -> load-gpu.json
 #   4. the same with FACEVER_DEVICE=cpu (the CPU only, same machine)     -> load-gpu-machine-cpu.json
 #   5. the CPU only on 2, 4, 8 and 16 cores (taskset), concurrency 32   -> load-gpu-machine-cpu-N.json
-#   6. FACEVER_DETECTION_DEVICE=cuda (detection forced onto the GPU), concurrency 32
+#   6. with the GPU and embedding batches (FACEVER_BATCH_WINDOW_MS=2), concurrency 32
+#                                                                        -> load-gpu-batching.json
+#   7. FACEVER_DETECTION_DEVICE=cuda (detection forced onto the GPU), concurrency 32
 #                                                                        -> load-gpu-detect-cuda.json
+# Every file lands in OUT_DIR; on the lent machine, point OUT_DIR at $OUT (at most 8 files come back:
+# these are 7 and the log, with 2/4/8/16 counted as 4, so pass CORES="2 16" there).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
 DATA=${DATA:-../shared/data/lfw}
 OUT_DIR=${OUT_DIR:-bench/results}
-DURATION=${DURATION:-8}  # seconds per load level
+DURATION=${DURATION:-6}  # seconds per load level
+CORES=${CORES:-2 4 8 16} # step 5's core counts
 PAIRS=${PAIRS:-100}
 CLIENTS=${CLIENTS:-4}    # load client processes: one Python client tops out below the GPU server
 BUDGET_S=${BUDGET_S:-480}
@@ -55,14 +60,18 @@ FACEVER_DEVICE=cuda bench load.py --name load-gpu --levels $levels --duration "$
 log "4. load on the CPU only, same machine ($(left) s left)"
 FACEVER_DEVICE=cpu bench load.py --name load-gpu-machine-cpu --levels $levels --duration "$DURATION" --pairs "$PAIRS" --clients "$CLIENTS"
 
-for n in 2 4 8 16; do
+for n in $CORES; do
   [[ $n -le $cores ]] || continue
   log "5. the CPU only on $n cores ($(left) s left)"
   FACEVER_DEVICE=cpu bench load.py --name "load-gpu-machine-cpu-$n" --cpus "0-$((n - 1))" --levels 32 \
     --duration "$DURATION" --pairs "$PAIRS" --clients "$CLIENTS"
 done
 
-log "6. detection forced onto the GPU ($(left) s left)"
+log "6. with the GPU and embedding batches ($(left) s left)"
+FACEVER_DEVICE=cuda FACEVER_BATCH_WINDOW_MS=2 bench load.py --name load-gpu-batching --levels 32 \
+  --duration "$DURATION" --pairs "$PAIRS" --clients "$CLIENTS"
+
+log "7. detection forced onto the GPU ($(left) s left)"
 FACEVER_DEVICE=cuda FACEVER_DETECTION_DEVICE=cuda bench load.py --name load-gpu-detect-cuda --levels 32 \
   --duration "$DURATION" --pairs "$PAIRS" --clients "$CLIENTS"
 log "done in $SECONDS s; results in $OUT_DIR"

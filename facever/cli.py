@@ -281,3 +281,9 @@ def db_upgrade() -> None:
 
     upgrade()
     typer.echo("database is up to date")
+
+
+if (
+    __name__ == "__main__"
+):  # python -m facever.cli; the guard keeps uvicorn's worker processes from rerunning it
+    app()

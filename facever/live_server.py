@@ -37,7 +37,8 @@ class LiveServer:
         self.cpus = cpus
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
-        self.log_path = Path(workdir) / "server.log"
+        self.workdir = Path(workdir)
+        self.log_path = self.workdir / "server.log"
         self.startup_timeout_s = startup_timeout_s
         self.env = {
             **os.environ,
@@ -49,12 +50,16 @@ class LiveServer:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> LiveServer:
-        facever = Path(sys.executable).with_name("facever")  # the console script of this environment
-        command = [str(facever), "serve", "--host", HOST, "--port", str(self.port)]
+        # `python -m facever.cli` rather than the console script: the same interpreter, and a main
+        # module that uvicorn's worker processes (spawned) can import without running it again.
+        command = [sys.executable, "-m", "facever.cli", "serve", "--host", HOST, "--port", str(self.port)]
         if self.cpus is not None:
             command = ["taskset", "-c", self.cpus, *command]
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            # cwd: in the repository's root, ./facever (the CLI's folder) would shadow the package
+            self.process = subprocess.Popen(
+                command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -63,7 +68,9 @@ class LiveServer:
                 return self
             time.sleep(0.25)
         self.__exit__()
-        raise RuntimeError(f"facever serve did not answer /healthz within {self.startup_timeout_s} s")
+        raise RuntimeError(
+            f"facever serve did not answer /healthz within {self.startup_timeout_s} s:\n{self.log_tail()}"
+        )
 
     def __exit__(self, *exc) -> None:
         if self.process is None or self.process.poll() is not None:
