@@ -9,15 +9,16 @@
 #
 # VARIANT picks the onnxruntime build, BASE_IMAGE the image it runs on; they go together:
 #   cpu  python:3.11-slim (the default)                        + onnxruntime      (extra `serve`)
-#   gpu  nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04          + onnxruntime-gpu  (extra `gpu`)
+#   gpu  nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04          + onnxruntime-gpu  (extra `gpu-cuda12`)
 #        (any CUDA 12 + cuDNN 9 runtime image; the build stops when VARIANT=gpu gets a base
 #        without them, so the GPU image can never silently fall back to the CPU)
 # The one base image is used for the build and the runtime stage: buildah/podman (used to test
 # this file) do not resolve `FROM stage-${ARG}`, so the variant is chosen inside the stages.
 # The CUDA base ships Ubuntu 24.04's Python 3.12 (the project supports >= 3.11; the Ubuntu 22.04
-# CUDA images only have a 3.11 release candidate). onnxruntime-gpu is pinned below 1.27 in
-# pyproject.toml because 1.27 and later on PyPI are CUDA 13 builds: raise the base image to
-# CUDA 13 together with that pin, never one without the other.
+# CUDA images only have a 3.11 release candidate). The extra `gpu-cuda12` pins onnxruntime-gpu below
+# 1.27 because 1.27 and later on PyPI are CUDA 13 builds: raise the base image to CUDA 13 together
+# with that pin, never one without the other. (On a plain host, the extra `gpu` brings CUDA 13 and
+# cuDNN as NVIDIA wheels instead.)
 #
 # Both variants run `facever serve` on 0.0.0.0:8000 as the unprivileged user `facever`, keep the
 # SQLite default under the volume /data, and check themselves with GET /healthz.
@@ -65,12 +66,12 @@ COPY facever ./facever
 COPY model ./model
 COPY training ./training
 COPY app ./app
-# The CPU image gets onnxruntime (extra `serve`), the GPU image onnxruntime-gpu (extra `gpu`);
+# The CPU image gets onnxruntime (extra `serve`), the GPU image onnxruntime-gpu (extra `gpu-cuda12`);
 # never both: they install the same `onnxruntime` module. The checks run from / so that the
 # installed package is imported, not the source tree in /src; torch must not be importable.
 # Then the image is slimmed: pip and setuptools, the bytecode caches (~60 MB; at run time they are
 # written under /tmp, see PYTHONPYCACHEPREFIX) and the libraries' own test suites (~17 MB) go.
-RUN extra=$([ "$FACEVER_VARIANT" = gpu ] && echo gpu || echo serve) \
+RUN extra=$([ "$FACEVER_VARIANT" = gpu ] && echo gpu-cuda12 || echo serve) \
  && /opt/facever/bin/pip install ".[$extra]" \
  && /opt/facever/bin/pip uninstall -y setuptools pip \
  && cd / \

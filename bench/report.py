@@ -20,8 +20,12 @@ SECTIONS = (
     "speed-int8",
     "load",
     "gallery",
-    "speed-gpu",
+    "devices-gpu",
     "load-gpu",
+    "load-gpu-machine-cpu",
+    "load-gpu-machine-cpu-2",
+    "load-gpu-machine-cpu-16",
+    "load-gpu-batching-thread",
     "gpu-torch",
     "quality",
 )

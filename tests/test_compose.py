@@ -131,8 +131,8 @@ def test_dockerfile_is_the_serving_image():
     assert re.search(r"^USER facever$", text, re.M)
     assert 'CMD ["facever", "serve"]' in text
     assert "FACEVER_HOST=0.0.0.0" in text
-    # only the serving extras go into the image (serve: onnxruntime, gpu: onnxruntime-gpu), never train
-    assert re.findall(r"echo (gpu|serve)", text) == ["gpu", "serve"]
+    # only the serving extras go into the image (serve: onnxruntime, gpu-cuda12: onnxruntime-gpu), never train
+    assert re.findall(r"echo (gpu-cuda12|serve)\b", text) == ["gpu-cuda12", "serve"]
     assert "[train" not in text and "[dev" not in text
 
 
