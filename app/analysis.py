@@ -177,7 +177,8 @@ class FaceAnalyser:
         """Every upload's face and crop (or its ImageError), in order. A request's photos are decoded
         and detected side by side (the first in this thread, the others in helper threads), so that a
         verify takes about as long as one photo rather than two when cores are free. Only while some
-        inference workers are idle: under full load every core is busy with a request already."""
+        inference workers are idle and no request waits for one: under load every core is busy with a
+        request already, and the extra thread would only take turns with them."""
 
         def one(upload: Upload) -> tuple[tuple[AnalysedFace, np.ndarray] | ImageError, Timings]:
             own = Timings()
@@ -187,8 +188,9 @@ class FaceAnalyser:
                 return error, own
 
         # Read from a worker thread without the event loop: an estimate, which is all this needs.
-        idle = self.limiter.total_tokens - self.limiter.borrowed_tokens
-        if len(uploads) < 2 or idle < 1:
+        load = self.limiter.statistics()
+        idle = load.total_tokens - load.borrowed_tokens
+        if len(uploads) < 2 or idle < 1 or load.tasks_waiting:
             outcomes = [one(upload) for upload in uploads]
         else:
             others = [self.helpers.submit(one, upload) for upload in uploads[1:]]
