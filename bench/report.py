@@ -19,6 +19,7 @@ SECTIONS = (
     "speed",
     "speed-int8",
     "load",
+    "ab-2core",
     "gallery",
     "devices-gpu",
     "load-gpu",

@@ -109,6 +109,23 @@ def _check_database() -> None:
         raise typer.Exit(1) from None
 
 
+def _check_device() -> None:
+    """With FACEVER_DEVICE=cuda (or FACEVER_DETECTION_DEVICE=cuda): one clear line and exit status 1
+    when CUDA cannot run the model here, before any worker process starts."""
+    from facever.app.core.config import get_settings
+    from facever.model.card import ONNX_FILE
+    from facever.model.onnx_session import create_session
+
+    settings = get_settings()
+    if "cuda" not in (settings.device, settings.detection_device):
+        return
+    try:
+        create_session(settings.resolved_model_dir / ONNX_FILE, device="cuda")
+    except RuntimeError as exc:
+        typer.echo(f"facever: CUDA cannot run here: {' '.join(str(exc).split())}", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -122,6 +139,7 @@ def serve(
 ) -> None:
     """Run the HTTP service with the configured model and database."""
     _check_database()
+    _check_device()
     from facever.app.main import run
 
     run(host=host, port=port, workers=workers)

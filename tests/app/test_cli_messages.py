@@ -74,3 +74,20 @@ def test_an_unusable_sqlite_path_is_one_line(tmp_path):
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
     assert len(errors) == 1 and "cannot connect to the database sqlite:///" in errors[0], result.stderr
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+    reason="this onnxruntime has CUDA: the refusal is for machines where it cannot run",
+)
+@pytest.mark.parametrize("variable", ["FACEVER_DEVICE", "FACEVER_DETECTION_DEVICE"])
+def test_cuda_asked_for_where_it_cannot_run_is_one_line(variable, tmp_path):
+    """FACEVER_DEVICE=cuda never falls back to the CPU silently: serve refuses to start, saying why."""
+    code = "import sys\nfrom facever.cli import app\napp(sys.argv[1:], prog_name='facever')\n"
+    env = {variable: "cuda", "FACEVER_DATABASE_URL": f"sqlite:///{tmp_path / 'facever.db'}"}
+    result = run(code, "serve", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line]
+    assert len(errors) == 1, result.stderr
+    assert "CUDA cannot run here" in errors[0] and "CUDAExecutionProvider" in errors[0]
+    assert "Traceback" not in result.stderr
