@@ -104,18 +104,19 @@ class DlibResNetWeights:
     distance_threshold: float | None = None  # loss_metric_'s dist_thresh (0.6 for this model)
 
 
-class _Reader:
-    def __init__(self, data: bytes, source: str):
+class DlibReader:
+    """dlib's serialisation, read one value at a time; every error names the file, byte and part."""
+
+    def __init__(self, data: bytes, source: str, kind: str = "dlib face ResNet file"):
         self.data = data
         self.pos = 0
         self.source = source
+        self.kind = kind
         self.where = "the file header"
 
     def error(self, message: str, at: int | None = None) -> ValueError:
         at = self.pos if at is None else at
-        return ValueError(
-            f"{self.source}: not a dlib face ResNet file: {message} (byte {at}, in {self.where})"
-        )
+        return ValueError(f"{self.source}: not a {self.kind}: {message} (byte {at}, in {self.where})")
 
     def take(self, count: int) -> bytes:
         if count < 0 or self.pos + count > len(self.data):
@@ -217,7 +218,7 @@ class _Reader:
 # Layer details (dlib/dnn/layers.h). Each returns what the weights need and the output channels.
 
 
-def _read_con(r: _Reader, spec: tuple, channels: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_con(r: DlibReader, spec: tuple, channels: int) -> tuple[np.ndarray, np.ndarray | None]:
     _, n, nr, nc, sy, sx = spec
     version = r.expect_string("con_ version", {"con_4", "con_5", "con_6"})
     params = r.tensor("con_ params").reshape(-1)
@@ -244,7 +245,7 @@ def _read_con(r: _Reader, spec: tuple, channels: int) -> tuple[np.ndarray, np.nd
     return weight, (params[size:].copy() if use_bias else None)
 
 
-def _read_affine(r: _Reader, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_affine(r: DlibReader, channels: int) -> tuple[np.ndarray, np.ndarray]:
     version = r.expect_string("affine_ version", {"affine_", "bn_con2"})
     params = r.tensor(f"{version} params").reshape(-1)
     gamma_shape = r.alias("gamma")
@@ -275,7 +276,7 @@ def _read_affine(r: _Reader, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return scale, (beta - scale * running_means).astype(np.float32)
 
 
-def _read_pool(r: _Reader, spec: tuple) -> None:
+def _read_pool(r: DlibReader, spec: tuple) -> None:
     kind, nr, nc, sy, sx = spec
     r.expect_string(f"{kind}_ version", f"{kind}_2")
     got = tuple(r.integer(name) for name in ("nr", "nc", "stride_y", "stride_x", "padding_y", "padding_x"))
@@ -284,7 +285,7 @@ def _read_pool(r: _Reader, spec: tuple) -> None:
         raise r.error(f"{kind} (nr, nc, strides, paddings) is {got}, expected {expected}")
 
 
-def _read_fc(r: _Reader, spec: tuple, channels: int) -> np.ndarray:
+def _read_fc(r: DlibReader, spec: tuple, channels: int) -> np.ndarray:
     _, outputs = spec
     r.expect_string("fc_ version", "fc_2")
     got = (r.integer("num_outputs", unsigned=True), r.integer("num_inputs", unsigned=True))
@@ -302,7 +303,7 @@ def _read_fc(r: _Reader, spec: tuple, channels: int) -> np.ndarray:
     return params.reshape(channels, outputs).T.copy()
 
 
-def _read_add_layer_state(r: _Reader, version: int, on_input: bool) -> None:
+def _read_add_layer_state(r: DlibReader, version: int, on_input: bool) -> None:
     """The bookkeeping add_layer writes after its layer details (empty tensors in a cleaned net)."""
     r.boolean("this_layer_setup_called")
     r.boolean("gradient_input_is_stale")
@@ -318,7 +319,7 @@ def _read_add_layer_state(r: _Reader, version: int, on_input: bool) -> None:
 
 
 def _decode(data: bytes, source: str) -> DlibResNetWeights:
-    r = _Reader(data, source)
+    r = DlibReader(data, source)
     r.expect_int("add_loss_layer version", 1)
     loss = r.expect_string("loss layer version", {"loss_metric_", "loss_metric_2"})
     margin = threshold = None
