@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+import tempfile
 from contextlib import asynccontextmanager, suppress
 
 import anyio
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from facever.app import metrics
 from facever.app.analysis import FaceAnalyser
 from facever.app.api.routes import health, identify, identities, info, verify
 from facever.app.auth import Authenticator
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None, pipeline: FacePipeline | None =
                 await poller
             service.analyser.close()
             service.database.dispose()
+            metrics.process_exits()
 
     # /docs (Swagger UI) and /redoc load their scripts and styles from the fastapi-offline package,
     # served under DOCS_ASSETS, not from a CDN: they work on a host without internet access.
@@ -167,15 +171,24 @@ def run(host: str | None = None, port: int | None = None, workers: int | None = 
         settings.resolved_inference_workers,
         settings.resolved_ort_threads,
     )
-    uvicorn.run(
-        "facever.app.main:serve_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_config=None,
-        # Read timeouts and the connection limit (facever.app.connections); keep-alive is uvicorn's.
-        http=HardenedHTTPProtocol,
-        # uvicorn annotates it int but only hands it to loop.call_later, which takes a float.
-        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
-    )
+    metrics_dir = None
+    if workers > 1 and not os.environ.get(metrics.MULTIPROCESS_DIR):
+        # Set before uvicorn spawns the workers, which inherit it: /metrics then sums them all.
+        metrics_dir = tempfile.mkdtemp(prefix="facever-metrics-")
+        os.environ[metrics.MULTIPROCESS_DIR] = metrics_dir
+    try:
+        uvicorn.run(
+            "facever.app.main:serve_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_config=None,
+            # Read timeouts and the connection limit (facever.app.connections); keep-alive is uvicorn's.
+            http=HardenedHTTPProtocol,
+            # uvicorn annotates it int but only hands it to loop.call_later, which takes a float.
+            timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

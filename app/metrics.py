@@ -1,15 +1,25 @@
 """Prometheus metrics, served at /metrics.
 
-The metrics live in prometheus_client's process-wide registry. With several uvicorn workers each
-process counts on its own and a scrape reaches one of them; run one worker per container (and
-several containers) to have every replica scraped.
+With one server process the metrics live in prometheus_client's process-wide registry. With several
+(FACEVER_WORKERS), ``facever serve`` gives them a shared folder (PROMETHEUS_MULTIPROC_DIR, set before
+the workers start, removed when the server stops): each process writes its counts there and a scrape,
+whichever process answers it, adds up every process's (prometheus_client's multiprocess mode).
 """
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,12 +48,26 @@ INFERENCE_WAIT_SECONDS = Histogram(
 FACES_EMBEDDED = Counter("facever_faces_embedded_total", "Faces turned into embeddings")
 IMAGES_REJECTED = Counter("facever_images_rejected_total", "Images rejected, by reason code", ["code"])
 GALLERY_TEMPLATES = Gauge(
-    "facever_gallery_templates", "Templates of the current model in the in-memory gallery"
+    "facever_gallery_templates",
+    "Templates of the current model in the in-memory gallery",
+    multiprocess_mode="livemax",  # every process holds the same gallery: not a sum
 )
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def metrics_response() -> Response:
+    if os.environ.get(MULTIPROCESS_DIR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def process_exits() -> None:
+    """A server process stops: its live gauges leave the sum (its counters stay counted)."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        multiprocess.mark_process_dead(os.getpid())
 
 
 class MetricsMiddleware:
