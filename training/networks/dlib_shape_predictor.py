@@ -12,16 +12,18 @@ reader (``dlib_format``) describes.
 
 from __future__ import annotations
 
-import bz2
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from facever.model.landmarks import ShapePredictor
-from facever.training.networks.dlib_format import DlibReader, dlib_models_dir
+from facever.training.networks.dlib_format import DlibReader, dlib_models_dir, read_dlib_file
 
 SHAPE_PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 _KIND = "dlib shape predictor file"
+T = TypeVar("T")
 
 
 def _count(r: DlibReader, what: str, limit: int) -> int:
@@ -39,6 +41,16 @@ def _column(r: DlibReader, what: str) -> np.ndarray:
     if cols != 1 or rows > 10_000:
         raise r.error(f"{what} is {rows}x{cols}, expected a column", start)
     return np.array([r.real(f"an element of {what}") for _ in range(rows)], np.float32)
+
+
+def _per_cascade(r: DlibReader, what: str, cascades: int, read_one: Callable[[], T]) -> list[list[T]]:
+    """A vector with one vector per cascade (anchor_idx, deltas)."""
+    r.where = what
+    if _count(r, what, 1000) != cascades:
+        raise r.error(f"{what} does not have one entry per cascade")
+    return [
+        [read_one() for _ in range(_count(r, f"{what} of cascade {c}", 100_000))] for c in range(cascades)
+    ]
 
 
 def _decode(data: bytes, source: str) -> ShapePredictor:
@@ -78,20 +90,8 @@ def _decode(data: bytes, source: str) -> ShapePredictor:
         thresholds.append(np.array(cascade_thresholds, np.float32))
         leaves.append(np.stack(cascade_leaves))
 
-    r.where = "anchor_idx"
-    if _count(r, "anchor_idx", 1000) != cascades:
-        raise r.error("anchor_idx does not have one entry per cascade")
-    anchors = []
-    for cascade in range(cascades):
-        n = _count(r, f"the anchors of cascade {cascade}", 100_000)
-        anchors.append([r.integer("an anchor", unsigned=True) for _ in range(n)])
-    r.where = "deltas"
-    if _count(r, "deltas", 1000) != cascades:
-        raise r.error("deltas does not have one entry per cascade")
-    deltas = []
-    for cascade in range(cascades):
-        n = _count(r, f"the deltas of cascade {cascade}", 100_000)
-        deltas.append([(r.real("a delta's x"), r.real("a delta's y")) for _ in range(n)])
+    anchors = _per_cascade(r, "anchor_idx", cascades, lambda: r.integer("an anchor", unsigned=True))
+    deltas = _per_cascade(r, "deltas", cascades, lambda: (r.real("a delta's x"), r.real("a delta's y")))
     if r.pos != len(data):
         raise r.error(f"{len(data) - r.pos} bytes after the last cascade")
 
@@ -112,7 +112,4 @@ def _decode(data: bytes, source: str) -> ShapePredictor:
 def read_shape_predictor(path: str | Path | None = None) -> ShapePredictor:
     """Parse dlib's shape predictor file (default: the 5-point one in face_recognition_models)."""
     path = Path(path) if path is not None else dlib_models_dir() / SHAPE_PREDICTOR_FILE
-    data = path.read_bytes()
-    if data[:3] == b"BZh":  # dlib.net ships the same file as .dat.bz2
-        data = bz2.decompress(data)
-    return _decode(data, str(path))
+    return _decode(read_dlib_file(path), str(path))
