@@ -29,6 +29,7 @@ SECTIONS = (
     "load-gpu-batching-thread",
     "gpu-torch",
     "quality",
+    "alignment",
 )
 
 

@@ -140,6 +140,16 @@ def test_devices(smoke):
             assert row["max_diff_batched_vs_alone"] <= 1e-6 and row["max_diff_vs_cpu"] <= 1e-6
 
 
+def test_alignment(smoke):
+    payload = smoke("alignment")
+    check_common(payload, "alignment")
+    assert len(payload["config"]["box_map"]) == 4
+    for report in payload["results"].values():
+        assert report["pairs"] > 0 and 0 <= report["no_face"] <= report["photos"]
+        for method in ("mtcnn", "dlib-5"):
+            assert 0 <= report[method]["auc"] <= 1
+
+
 def test_ab(results_dir, lfw_root, tmp_path):
     """Old and new servers alternately; here the "old" one is this checkout too, found through
     PYTHONPATH as a real old checkout would be."""
