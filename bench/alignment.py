@@ -47,7 +47,7 @@ def fit_box_map(pipeline: FacePipeline, lfw: LFW, count: int) -> np.ndarray:
         boxes, faces = detector(rgb, 0), pipeline.detect(rgb)
         if len(boxes) != 1 or len(faces) != 1:
             continue
-        x1, y1, x2, y2 = faces[0].box
+        x1, y1, x2, y2 = choose_face(faces).box
         w, h = x2 - x1, y2 - y1
         b = boxes[0]
         rows.append(
