@@ -186,6 +186,10 @@ def run(host: str | None = None, port: int | None = None, workers: int | None = 
             log_config=None,
             # Read timeouts and the connection limit (facever.app.connections); keep-alive is uvicorn's.
             http=HardenedHTTPProtocol,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: a local client could then
+            # pose as a new address per request and dodge the failed-authentication limit.
+            proxy_headers=bool(settings.trusted_proxies.strip()),
+            forwarded_allow_ips=settings.trusted_proxies.strip() or None,
             # uvicorn annotates it int but only hands it to loop.call_later, which takes a float.
             timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
         )

@@ -36,6 +36,10 @@ def require_scope(needed: security.Scope):
     ) -> Principal:
         limits = service.authenticator.limits
         principal = service.authenticator.authenticate(key)
+        if principal is None and not key:
+            # Not a guess, so not counted: a page opened before its key is typed (20 tabs behind one
+            # proxy) must not lock that address out.
+            raise ApiError(401, ErrorCode.MISSING_API_KEY, "send an API key in the X-API-Key header")
         if principal is None:
             address = request.client.host if request.client else "unknown"
             wait = limits.failed_auth.retry_after(address)
@@ -47,8 +51,6 @@ def require_scope(needed: security.Scope):
                     {"Retry-After": str(wait)},
                 )
             limits.failed_auth.failed(address)
-            if not key:
-                raise ApiError(401, ErrorCode.MISSING_API_KEY, "send an API key in the X-API-Key header")
             raise ApiError(401, ErrorCode.INVALID_API_KEY, "the API key is not valid")
         if key and principal.source != "auth-disabled":
             wait = limits.key_rate.take(security.hash_key(key))

@@ -144,8 +144,13 @@ class Settings(BaseSettings):
     failed_auth_limit: int = Field(
         20,
         ge=0,
-        description="failed authentications (missing or wrong key) a client address may make per "
-        "failed_auth_window before 429 too_many_failed_auth (0 = no limit)",
+        description="failed authentications (wrong keys; a request without a key is not counted) a "
+        "client address may make per failed_auth_window before 429 too_many_failed_auth (0 = no limit)",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="comma-separated addresses (or *) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty = none: the client address is the TCP peer's",
     )
     failed_auth_window: float = Field(
         60.0, gt=0, description="seconds over which failed authentications are counted, per client address"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
+import pytest
 from service_samples import ADMIN, VERIFY
 
 from facever.app.ratelimit import FailedAuthLimiter, KeyRateLimiter
+from facever.live_server import LiveServer
 
 WRONG = {"X-API-Key": "fvk_wrong-key"}
 
@@ -20,8 +23,11 @@ def test_failed_authentications_are_limited_per_address(sqlite_url, start_app):
     with start_app(sqlite_url, failed_auth_limit=5, failed_auth_window=60) as client:
         for _ in range(3):
             assert_error(client.get("/v1/identities", headers=WRONG), 401, "invalid_api_key")
-        for _ in range(2):
+        # No key is not a guess: a page opened 25 times before its key is typed locks no one out.
+        for _ in range(25):
             assert_error(client.get("/v1/identities"), 401, "missing_api_key")
+        for _ in range(2):
+            assert_error(client.get("/v1/identities", headers=WRONG), 401, "invalid_api_key")
         for _ in range(3):
             refused = client.get("/v1/identities", headers=WRONG)
             assert_error(refused, 429, "too_many_failed_auth")
@@ -74,3 +80,19 @@ def test_the_token_bucket_refills():
     assert [limiter.take("k") for _ in range(5)] == [None, None, None, None, 1]
     now[0] = 0.5
     assert limiter.take("k") is None and limiter.take("k") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted_proxies, limited", [("", True), ("127.0.0.1", False)])
+def test_forwarded_addresses_count_only_from_trusted_proxies(tmp_path, trusted_proxies, limited):
+    """A real server (uvicorn reads X-Forwarded-For, not the app): by default a local client that sends
+    a new X-Forwarded-For with every wrong key is still one address and gets 429; behind a proxy the
+    operator lists, each forwarded address counts on its own."""
+    settings = {"auth": "enabled", "failed_auth_limit": "5", "trusted_proxies": trusted_proxies}
+    with LiveServer(tmp_path, **settings) as server, httpx.Client(base_url=server.url) as client:
+        statuses = [
+            client.get("/v1/identities", headers={**WRONG, "X-Forwarded-For": f"192.0.2.{n}"}).status_code
+            for n in range(1, 11)
+        ]
+    assert statuses[:5] == [401] * 5
+    assert statuses[5:] == ([429] * 5 if limited else [401] * 5)
