@@ -76,6 +76,16 @@ def _check_text(value: str) -> str:
 StoredText = Annotated[str, AfterValidator(_check_text)]
 
 
+def _check_not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain something other than white space")
+    return value
+
+
+# A name or external ID that shows something: "   " would be a nameless identity in every list.
+VisibleText = Annotated[StoredText, AfterValidator(_check_not_blank)]
+
+
 def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     """Every string (keys too) storable, numbers finite, nesting at most MAX_METADATA_DEPTH levels."""
     pending: list[tuple[Any, int]] = [(metadata, 1)]
@@ -300,8 +310,8 @@ class IdentityCreate(BaseModel):
         },
     )
 
-    name: StoredText = Field(min_length=1, max_length=256)
-    external_id: StoredText | None = Field(
+    name: VisibleText = Field(min_length=1, max_length=256)
+    external_id: VisibleText | None = Field(
         None, min_length=1, max_length=256, description="your own ID; unique"
     )
     metadata: dict[str, Any] = Field(

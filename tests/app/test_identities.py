@@ -194,7 +194,18 @@ def test_external_ids_are_unique(client):
     assert response.status_code == 409 and response.json()["error"]["code"] == "external_id_taken"
 
 
-@pytest.mark.parametrize("body", [{}, {"name": ""}, {"name": "x" * 257}, {"name": "A", "metadata": [1]}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"name": ""},
+        {"name": "   "},
+        {"name": "\t\n\u3000"},  # white space of other kinds too
+        {"name": "A", "external_id": "  "},
+        {"name": "x" * 257},
+        {"name": "A", "metadata": [1]},
+    ],
+)
 def test_invalid_identities_are_422(client, body):
     response = client.post("/v1/identities", json=body, headers=ADMIN)
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
