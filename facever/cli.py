@@ -224,12 +224,33 @@ def release(
     typer.echo(f"released {out} (threshold {card.threshold:.4f})")
 
 
+def _model_folder(value: str) -> Path:
+    """A model folder from --model: a folder with a model card, else a model shipped in the package
+    (found from any working folder), else a clear error naming both kinds."""
+    from importlib.resources import files
+
+    folder = Path(value).expanduser()
+    if (folder / "model_card.json").is_file():
+        return folder
+    shipped = Path(str(files("facever.model")))
+    if "/" not in value and (shipped / value / "model_card.json").is_file():
+        return shipped / value
+    names = sorted(card.parent.name for card in shipped.glob("*/model_card.json"))
+    raise typer.BadParameter(
+        f"{value!r} is neither a folder with model_card.json nor a shipped model ({', '.join(names)})",
+        param_hint="--model",
+    )
+
+
 @eval_app.command("lfw")
 @_needs_extra("eval lfw", "eval")
 def eval_lfw(
-    model: Annotated[Path, typer.Option(help="model folder (facever.onnx + model_card.json)")] = Path(
-        "model/default"
-    ),
+    model: Annotated[
+        str,
+        typer.Option(
+            help="a shipped model by name (default, int8) or a folder with facever.onnx + model_card.json"
+        ),
+    ] = "default",
     data: Annotated[Path, typer.Option(help="LFW folder with images/ and pairs.txt")] = DEFAULT_DATA,
     fold: Annotated[
         list[int] | None, typer.Option(help="fold(s) to test; default: the card's test folds")
@@ -244,7 +265,7 @@ def eval_lfw(
     from facever.training.evaluation.evaluate import evaluate_lfw, format_report, save_json
 
     try:
-        result = evaluate_lfw(model, data, fold, include_seen, cache_dir, report)
+        result = evaluate_lfw(_model_folder(model), data, fold, include_seen, cache_dir, report)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(format_report(result))
@@ -255,9 +276,12 @@ def eval_lfw(
 @eval_app.command("cfp")
 @_needs_extra("eval cfp", "eval")
 def eval_cfp(
-    model: Annotated[Path, typer.Option(help="model folder (facever.onnx + model_card.json)")] = Path(
-        "model/default"
-    ),
+    model: Annotated[
+        str,
+        typer.Option(
+            help="a shipped model by name (default, int8) or a folder with facever.onnx + model_card.json"
+        ),
+    ] = "default",
     data: Annotated[Path, typer.Option(help="CFP folder with Data/ and Protocol/")] = DEFAULT_CFP,
     protocol: Annotated[str, typer.Option(help="FF (frontal-frontal) or FP (frontal-profile)")] = "FF",
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
@@ -270,7 +294,7 @@ def eval_cfp(
 
     if protocol not in ("FF", "FP"):
         raise typer.BadParameter("FF or FP", param_hint="--protocol")
-    result = evaluate_cfp(model, data, protocol, cache_dir, report)  # type: ignore[arg-type]
+    result = evaluate_cfp(_model_folder(model), data, protocol, cache_dir, report)  # type: ignore[arg-type]
     typer.echo(format_report(result))
     if json_path:
         save_json(result, json_path)

@@ -91,3 +91,24 @@ def test_cuda_asked_for_where_it_cannot_run_is_one_line(variable, tmp_path):
     assert len(errors) == 1, result.stderr
     assert "CUDA cannot run here" in errors[0] and "CUDAExecutionProvider" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_shipped_models_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    """`facever eval ... --model default` (the default) works outside the repository: the shipped
+    models are package data, not paths relative to the working folder."""
+    from facever.cli import _model_folder
+    from facever.model.card import ModelCard
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("default", "int8"):
+        assert ModelCard.load(_model_folder(name)).name.startswith("facever")
+    code = "import sys\nfrom facever.cli import app\napp(sys.argv[1:], prog_name='facever')\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "eval", "lfw", "--model", "nosuch"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "nor a shipped model (default, int8)" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
