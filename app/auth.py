@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from facever.app import crud
@@ -55,19 +57,54 @@ def create_key_cli(scope: str, name: str) -> str:
     """``facever keys create``: store a new key's hash in the configured database, show the key once."""
     if scope not in security.SCOPES:
         raise ValueError(f"scope must be one of {', '.join(security.SCOPES)}, not {scope!r}")
-    from facever.app.db.migrate import upgrade
-
-    settings = get_settings()
-    database = Database(settings.database_url)
-    try:
-        upgrade(settings.database_url, database.engine)
-        with database.sessions() as session:
-            row, key = crud.create_api_key(session, scope, name)
-    finally:
-        database.dispose()
+    with _migrated_database() as database, database.sessions() as session:
+        row, key = crud.create_api_key(session, scope, name)
     label = f' "{name}"' if name else ""
     return (
         f"Created API key #{row.id}{label} with scope {scope}:\n\n"
         f"    {key}\n\n"
         "Send it in the X-API-Key header. It is shown only now: the database keeps only its SHA-256 hash."
     )
+
+
+def list_keys_cli() -> str:
+    """``facever keys list``: the stored keys, by id, with the first characters of each (never a key)."""
+    with _migrated_database() as database, database.sessions() as session:
+        rows = crud.list_api_keys(session)
+        lines = [
+            f"#{row.id}  {row.scope:<6}  {row.key_prefix}...  {row.created_at:%Y-%m-%d %H:%M} UTC  {row.name}"
+            for row in rows
+        ]
+    settings = get_settings()
+    from_environment = sum(len(keys) for keys in settings.bootstrap_keys().values())
+    if not lines:
+        lines = ["no API key is stored in the database"]
+    if from_environment:
+        lines.append(
+            f"(and {from_environment} from FACEVER_API_KEYS_ADMIN / _VERIFY: remove them there to revoke)"
+        )
+    return "\n".join(lines)
+
+
+def revoke_key_cli(key_id: int) -> str:
+    """``facever keys revoke ID``: delete the key's hash; requests with it get 401 from then on (the
+    service reads the table for every request)."""
+    with _migrated_database() as database, database.sessions() as session:
+        row = crud.delete_api_key(session, key_id)
+    if row is None:
+        raise LookupError(f"no API key #{key_id} (facever keys list shows them)")
+    label = f' "{row.name}"' if row.name else ""
+    return f"Revoked API key #{row.id}{label} ({row.scope}, {row.key_prefix}...): it is refused from now on."
+
+
+@contextmanager
+def _migrated_database() -> Iterator[Database]:
+    from facever.app.db.migrate import upgrade
+
+    settings = get_settings()
+    database = Database(settings.database_url)
+    try:
+        upgrade(settings.database_url, database.engine)
+        yield database
+    finally:
+        database.dispose()

@@ -211,3 +211,16 @@ def scope_of_key_hash(session: Session, key_hash: str) -> str | None:
 
 def count_api_keys(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(ApiKey)) or 0
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def delete_api_key(session: Session, key_id: int) -> ApiKey | None:
+    """Remove a key (its hash): every later request with it is refused. The row, or None if none."""
+    row = session.get(ApiKey, key_id)
+    if row is not None:
+        session.delete(row)
+        session.commit()
+    return row

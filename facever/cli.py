@@ -314,6 +314,30 @@ def keys_create(
         raise typer.BadParameter(str(exc), param_hint="--scope") from None
 
 
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the stored API keys: id, scope, first characters, creation time, label (never a whole key)."""
+    _check_database()
+    from facever.app.auth import list_keys_cli
+
+    typer.echo(list_keys_cli())
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="the key's id (#N in facever keys list)")],
+) -> None:
+    """Revoke an API key: its hash is deleted and every later request with it gets 401."""
+    _check_database()
+    from facever.app.auth import revoke_key_cli
+
+    try:
+        typer.echo(revoke_key_cli(key_id))
+    except LookupError as exc:
+        typer.echo(f"facever: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations (the service also does this at start)."""

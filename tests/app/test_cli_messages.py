@@ -112,3 +112,41 @@ def test_shipped_models_are_found_by_name_from_any_folder(tmp_path, monkeypatch)
     )
     assert result.returncode == 2 and "nor a shipped model (default, int8)" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+def test_keys_are_listed_and_revoked(tmp_path, start_app):
+    """`facever keys create/list/revoke` on one database: the list never shows a key, and a revoked
+    key is refused by the service at once."""
+    url = f"sqlite:///{tmp_path / 'facever.db'}"
+    code = "import sys\nfrom facever.cli import app\napp(sys.argv[1:], prog_name='facever')\n"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return run(code, "keys", *args, env={"FACEVER_DATABASE_URL": url})
+
+    created = [
+        cli("create", "--scope", scope, "--name", label)
+        for scope, label in (("admin", "ops"), ("verify", "kiosk"))
+    ]
+    keys = [
+        next(line.strip() for line in c.stdout.splitlines() if line.strip().startswith("fvk_"))
+        for c in created
+    ]
+    listed = cli("list")
+    assert listed.returncode == 0 and "#1  admin" in listed.stdout and "#2  verify" in listed.stdout
+    assert "ops" in listed.stdout and "kiosk" in listed.stdout
+    assert not any(key in listed.stdout for key in keys)  # never a whole key
+
+    with start_app(url, api_keys_admin="", api_keys_verify="") as client:
+        assert client.get("/v1/info", headers={"X-API-Key": keys[1]}).status_code == 200
+        revoked = cli("revoke", "2")
+        assert revoked.returncode == 0 and "Revoked API key #2" in revoked.stdout
+        response = client.get("/v1/info", headers={"X-API-Key": keys[1]})
+        assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+        assert client.get("/v1/info", headers={"X-API-Key": keys[0]}).status_code == 200
+
+    assert "#2" not in cli("list").stdout
+    missing = cli("revoke", "99")
+    assert (
+        missing.returncode == 1
+        and missing.stderr.strip() == "facever: no API key #99 (facever keys list shows them)"
+    )
