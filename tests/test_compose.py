@@ -6,6 +6,7 @@ No container engine is needed: the compose files are parsed as YAML, and `docker
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -136,9 +137,13 @@ def test_dockerfile_is_the_serving_image():
     assert "[train" not in text and "[dev" not in text
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1) not installed")
 @pytest.mark.parametrize("files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.gpu.yml"]])
 def test_docker_compose_config_accepts_the_files(files):
+    if shutil.which("docker-compose") is None:
+        message = "docker-compose (v1) is not installed: apt-get install docker-compose"
+        if os.environ.get("FACEVER_TEST_REQUIRE_COMPOSE") == "1":  # CI installs it: a skip would hide it
+            pytest.fail(message)
+        pytest.skip(message)
     args = ["docker-compose"]
     for name in files:
         args += ["-f", name]
