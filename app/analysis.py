@@ -4,8 +4,8 @@ Decoding, detection and embedding are CPU (or GPU) bound, so they run in worker 
 capacity limiter lets at most FACEVER_INFERENCE_WORKERS images be worked on at once (onnxruntime
 sessions are safe to run from several threads), and when FACEVER_MAX_QUEUE requests are already
 waiting for a slot, further ones are refused with 503 rather than piling up in memory. With a
-batching window (FACEVER_BATCH_WINDOW_MS; on by default on CUDA) the faces of concurrent requests
-are embedded together (facever.model.batching).
+batching window (FACEVER_BATCH_WINDOW_MS; off by default, as measured) the faces of concurrent
+requests are embedded together (facever.model.batching).
 """
 
 from __future__ import annotations

@@ -227,17 +227,16 @@ def release(
 def _model_folder(value: str) -> Path:
     """A model folder from --model: a folder with a model card, else a model shipped in the package
     (found from any working folder), else a clear error naming both kinds."""
-    from importlib.resources import files
+    from facever.app.core.config import shipped_model_dir, shipped_models
 
     folder = Path(value).expanduser()
     if (folder / "model_card.json").is_file():
         return folder
-    shipped = Path(str(files("facever.model")))
-    if "/" not in value and (shipped / value / "model_card.json").is_file():
-        return shipped / value
-    names = sorted(card.parent.name for card in shipped.glob("*/model_card.json"))
+    if value in shipped_models():
+        return shipped_model_dir(value)
     raise typer.BadParameter(
-        f"{value!r} is neither a folder with model_card.json nor a shipped model ({', '.join(names)})",
+        f"{value!r} is neither a folder with model_card.json nor a shipped model "
+        f"({', '.join(shipped_models())})",
         param_hint="--model",
     )
 
@@ -349,7 +348,6 @@ def db_upgrade() -> None:
     typer.echo("database is up to date")
 
 
-if (
-    __name__ == "__main__"
-):  # python -m facever.cli; the guard keeps uvicorn's worker processes from rerunning it
+# python -m facever.cli; the guard keeps uvicorn's worker processes (spawned) from running it again
+if __name__ == "__main__":
     app()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facever.model.onnx_session import create_session, pad_to_bucket, runs_on_gpu
+from facever.model.onnx_session import create_session, run_batch, runs_on_gpu
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
@@ -155,7 +155,7 @@ class FaceDetector:
 
     def _refine(self, image: np.ndarray, boxes: np.ndarray, threshold: float) -> np.ndarray:
         """R-Net: reject most candidates and tighten the rest."""
-        regression, probability = self._run_batch(self._rnet, "input_2", _crops(image, boxes, 24))
+        regression, probability = run_batch(self._rnet, "input_2", _crops(image, boxes, 24), self.on_gpu)
         keep = probability[:, 1] > threshold
         boxes = np.column_stack([boxes[keep, :4], probability[keep, 1]])
         regression = regression[keep]
@@ -170,7 +170,9 @@ class FaceDetector:
     ) -> tuple[np.ndarray, np.ndarray]:
         """O-Net: final boxes and the five landmarks (N, 10: x1..x5, y1..y5)."""
         boxes = np.fix(boxes)
-        regression, points, probability = self._run_batch(self._onet, "input_3", _crops(image, boxes, 48))
+        regression, points, probability = run_batch(
+            self._onet, "input_3", _crops(image, boxes, 48), self.on_gpu
+        )
         keep = probability[:, 1] > threshold
         boxes, points, regression = boxes[keep], points[keep], regression[keep]
         scores = probability[keep, 1]
@@ -184,12 +186,6 @@ class FaceDetector:
         boxes = np.column_stack([_regress(boxes[:, :4], regression), scores])
         pick = _nms(boxes, 0.7, by_min=True)
         return boxes[pick], points[pick]
-
-    def _run_batch(self, session, name: str, batch: np.ndarray) -> list[np.ndarray]:
-        """R-Net or O-Net on a batch of candidates; on CUDA padded to a power of two (pad_to_bucket)."""
-        if not self.on_gpu:
-            return session.run(None, {name: batch})
-        return [output[: len(batch)] for output in session.run(None, {name: pad_to_bucket(batch)})]
 
 
 def _network_input(rgb: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 
 from facever.model.card import ONNX_FILE, ModelCard
 from facever.model.images import to_luma
-from facever.model.onnx_session import bucket, create_session, pad_to_bucket, runs_on_gpu
+from facever.model.onnx_session import bucket, create_session, run_batch, runs_on_gpu
 
 
 class Embedder:
@@ -44,15 +44,11 @@ class Embedder:
             batch = crops.transpose(0, 3, 1, 2).astype(np.float32)
         if self.card.flip_test_time:
             batch = np.concatenate([batch, batch[..., ::-1]])
-        embeddings = self._run(batch)
+        # On CUDA each new batch size costs a new plan: run in power-of-two sizes (pad_to_bucket).
+        embeddings = run_batch(self.session, self._input, batch, pad=self.on_gpu)[0]
         if self.card.flip_test_time:
             embeddings = embeddings[: len(crops)] + embeddings[len(crops) :]
         return normalise(embeddings)
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        if not self.on_gpu:
-            return self.session.run(None, {self._input: batch})[0]
-        return self.session.run(None, {self._input: pad_to_bucket(batch)})[0][: len(batch)]
 
     def warm_up(self, max_batch: int) -> None:
         """Run every batch size the service can send once (on CUDA: each bucket), so that no request

@@ -84,6 +84,14 @@ def bucket(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
+def run_batch(session: ort.InferenceSession, name: str, batch: np.ndarray, pad: bool) -> list[np.ndarray]:
+    """``session``'s outputs for a batch fed as input ``name``; with ``pad`` (on CUDA) run padded to a
+    power of two (pad_to_bucket) and the padding's rows dropped again."""
+    if not pad:
+        return session.run(None, {name: batch})
+    return [output[: len(batch)] for output in session.run(None, {name: pad_to_bucket(batch)})]
+
+
 def pad_to_bucket(batch: np.ndarray) -> np.ndarray:
     """``batch`` with zero rows added up to a power of two. On CUDA every new input shape costs a new
     plan (for a convolution: a search for its fastest algorithm, up to hundreds of ms), so batches

@@ -182,7 +182,7 @@ class Settings(BaseSettings):
             )
         return path
 
-    # The layout (BENCHMARKS.md, "Process layout"): Python holds its GIL through the parts of a request
+    # The layout (BENCHMARKS.md, "GPU and cores"): Python holds its GIL through the parts of a request
     # around onnxruntime (HTTP, multipart, decoding, NMS), so one process cannot keep many cores
     # busy; several processes of 2 cores each, each with 2 inference threads of 1 onnxruntime thread,
     # scale with the cores where one process with more threads did not (16 cores: 35 requests/s).
