@@ -153,6 +153,13 @@ def serve_app() -> FastAPI:
     return create_app(settings)
 
 
+def _url_host(host: str) -> str:
+    """The host part of a URL for the address the server listens on (all addresses: this machine)."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def run(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
     import uvicorn
 
@@ -171,6 +178,8 @@ def run(host: str | None = None, port: int | None = None, workers: int | None = 
         settings.resolved_inference_workers,
         settings.resolved_ort_threads,
     )
+    host, port = host or settings.host, port or settings.port
+    log.info("web page: http://%s:%d/ui/ (API documentation: /docs)", _url_host(host), port)
     metrics_dir = None
     if workers > 1 and not os.environ.get(metrics.MULTIPROCESS_DIR):
         # Set before uvicorn spawns the workers, which inherit it: /metrics then sums them all.
@@ -180,8 +189,8 @@ def run(host: str | None = None, port: int | None = None, workers: int | None = 
         uvicorn.run(
             "facever.app.main:serve_app",
             factory=True,
-            host=host or settings.host,
-            port=port or settings.port,
+            host=host,
+            port=port,
             workers=workers,
             log_config=None,
             # Read timeouts and the connection limit (facever.app.connections); keep-alive is uvicorn's.

@@ -67,3 +67,21 @@ def test_limits_table_lists_every_error_code_under_its_status():
         f"missing from the README: {sorted(missing - _NOT_YET_IN_README)}; "
         f"now listed, drop from _NOT_YET_IN_README: {sorted(_NOT_YET_IN_README - missing)}"
     )
+
+
+def test_quick_start_verify_answer_has_every_field_the_service_answers_with():
+    """The quick start's full verify answer is a real one: it validates against the response schema
+    and shows every field a verify answer holds (a field added to the API shows up here)."""
+    import json
+
+    from facever.app.schemas import FaceOut, QualityOut, VerifyResponse
+
+    section = _section("Quick start")
+    answer = json.loads(re.search(r"^(\{\n  \"verified\".*?^\})$", section, re.M | re.S).group(1))
+    VerifyResponse.model_validate(answer)
+    assert set(answer) == set(VerifyResponse.model_fields)
+    optional_face_fields = {"crop_png"}  # include_crop=true only
+    for face in answer["faces"]:
+        assert set(face) == set(FaceOut.model_fields) - optional_face_fields
+        assert set(face["quality"]) == set(QualityOut.model_fields)
+    assert "base64" in section and "Content-Type: application/json" in section  # the JSON form too

@@ -35,3 +35,11 @@ def test_metrics_count_every_process(tmp_path):
         scrapes = [get(f"{server.url}/metrics") for _ in range(4)]  # answered by either process
         assert all(counted(text, "/readyz") == REQUESTS for text in scrapes), scrapes[0][:2000]
         assert "facever_gallery_templates 0.0" in scrapes[0]  # one value, not one per process
+
+
+def test_the_log_gives_the_web_page_address(tmp_path):
+    with LiveServer(tmp_path, log_level="INFO") as server:
+        match = re.search(r"web page: (http://\S+/ui/)", server.log_path.read_text())
+        assert match, server.log_tail()
+        assert match.group(1) == f"{server.url}/ui/"
+        assert "<html" in get(match.group(1)).lower()
