@@ -8,7 +8,8 @@ suppression between the stages. Every face comes with its box, five landmarks an
 MTCNN misses a face that fills the frame (an already-cropped face, a close-up) and many turned
 heads. When the first pass finds nothing, a second pass runs on the image framed by a margin of
 its mean colour, with lower stage thresholds: the face then has room around it, as MTCNN was
-trained to see it. Coordinates are mapped back to the image given.
+trained to see it. When both find nothing, both run again on a copy with its luminance equalised
+(a dark or side-lit face). Coordinates are mapped back to the image given.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from facever.model.onnx_session import create_session, run_batch, runs_on_gpu
 
@@ -50,6 +51,10 @@ class DetectorConfig:
     # side, on every edge) and thresholds. 0 turns the second pass off.
     retry_margin: float = 0.25
     retry_thresholds: tuple[float, float, float] = (0.6, 0.6, 0.6)
+    # When both passes find nothing, both run again on a copy with its luminance histogram
+    # equalised: dark and one-sidedly lit faces (bench/proxies.py's relit photos). The boxes and
+    # landmarks are the copy's, which has the image's geometry; the chip is still cut from the image.
+    relight_retry: bool = True
 
 
 def _model_path(name: str) -> Path:
@@ -86,21 +91,28 @@ class FaceDetector:
         if shrink < 1.0:
             # max(1, ...): a very long, thin image must not shrink to zero pixels.
             image = _resize(image, (max(1, round(width * shrink)), max(1, round(height * shrink))))
-        faces = self._cascade(image, self.config.thresholds)
-        if not faces and self.config.retry_margin > 0:
-            margin = max(1, round(self.config.retry_margin * max(image.shape[:2])))
-            framed = _frame(image, margin)
-            shrink_framed = min(1.0, self.config.max_side / max(framed.shape[:2]))
-            if shrink_framed < 1.0:
-                h, w = framed.shape[:2]
-                framed = _resize(framed, (max(1, round(w * shrink_framed)), max(1, round(h * shrink_framed))))
-            faces = [
-                _moved(face, shrink_framed, margin)
-                for face in self._cascade(framed, self.config.retry_thresholds)
-            ]
+        faces = self._passes(image)
+        if not faces and self.config.relight_retry:
+            faces = self._passes(equalized_luminance(image))
         faces = [_moved(face, shrink, 0) for face in faces]
         faces.sort(key=lambda face: face.area, reverse=True)
         return faces
+
+    def _passes(self, image: np.ndarray) -> list[DetectedFace]:
+        """The first pass, then the framed second pass when the first finds nothing."""
+        faces = self._cascade(image, self.config.thresholds)
+        if faces or self.config.retry_margin <= 0:
+            return faces
+        margin = max(1, round(self.config.retry_margin * max(image.shape[:2])))
+        framed = _frame(image, margin)
+        shrink_framed = min(1.0, self.config.max_side / max(framed.shape[:2]))
+        if shrink_framed < 1.0:
+            h, w = framed.shape[:2]
+            framed = _resize(framed, (max(1, round(w * shrink_framed)), max(1, round(h * shrink_framed))))
+        return [
+            _moved(face, shrink_framed, margin)
+            for face in self._cascade(framed, self.config.retry_thresholds)
+        ]
 
     def _cascade(self, image: np.ndarray, thresholds: tuple[float, float, float]) -> list[DetectedFace]:
         """The three stages on an RGB image, in its own pixels."""
@@ -191,6 +203,12 @@ class FaceDetector:
 def _network_input(rgb: np.ndarray) -> np.ndarray:
     """(N, W, H, 3) uint8 RGB -> float32 scaled to [-1, 1], as MTCNN expects."""
     return (rgb.astype(np.float32) - 127.5) * 0.0078125
+
+
+def equalized_luminance(image: np.ndarray) -> np.ndarray:
+    """``image`` with the histogram of its luminance (Y of YCbCr) equalised; colour kept."""
+    y, cb, cr = Image.fromarray(image).convert("YCbCr").split()
+    return np.asarray(Image.merge("YCbCr", (ImageOps.equalize(y), cb, cr)).convert("RGB"))
 
 
 def _frame(image: np.ndarray, margin: int) -> np.ndarray:

@@ -1,0 +1,254 @@
+"""Hard-photo proxies (issue 16): facever and dlib on tight face crops and on relit faces made from LFW
+fold 10 and CFP-FF, beside the same pairs' originals.
+
+The held-back sets that showed the problem stay held back; these proxies imitate them from the two
+sets we may evaluate on:
+  * tight: the 112x112 crop of the standard ArcFace 5-point template, the face filling it (as
+    face-recognition data sets distribute faces);
+  * relit: a face-filling 168x192 greyscale crop, darkened by a strong gamma (2.2) and shaded by a
+    ramp from full light on one side to 10 % on the other (the side drawn per photo), like photos
+    under one-sided, extreme light.
+The five points that frame a proxy come from facever's detector on the original photo; a photo in
+which it finds no face has no proxy, and its pairs are left out of every row (counted). Each system
+then runs on the proxy files as users run it (facever: its whole pipeline; dlib: HOG upsampled once,
+5-point landmarks, chip, descriptor); a photo without a face fails its pairs. The "both found"
+columns compare the two on the pairs where each found both faces.
+
+The proxy images are written under .cache/proxies/ (ignored by git), never into the repository.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+
+import common
+import numpy as np
+from accuracy import dlib_embeddings
+from PIL import Image
+
+from facever.model.alignment import TEMPLATE_112, align
+from facever.model.detection import DetectorConfig, FaceDetector
+from facever.model.face_choice import choose_face
+from facever.model.images import ImageError, read_image
+from facever.model.matching import pair_scores
+from facever.model.runtime import FacePipeline
+from facever.training.evaluation.cfp import CFP
+from facever.training.evaluation.evaluate import embed_images
+from facever.training.evaluation.lfw import LFW, Pair
+from facever.training.evaluation.protocol import auc, failed_as_wrong, tar_at_far, ten_fold_accuracy
+
+DEFAULT_CFP = common.REPO.parent / "shared" / "data" / "cfp"
+DLIB_DISTANCE = 0.6
+GAMMA = 2.2
+RAMP_FLOOR = 0.1
+
+
+def tight_crop(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    return align(rgb, landmarks, TEMPLATE_112, 112)
+
+
+def relit_crop(rgb: np.ndarray, landmarks: np.ndarray, key: str) -> np.ndarray:
+    """Face-filling 168x192 greyscale, gamma-darkened and shaded from one side (chosen by ``key``)."""
+    points = TEMPLATE_112 * 1.5 + (12.0, 0.0)  # cut to the middle 168 columns: the face fills them
+    square = align(rgb, landmarks, points, 192)[:, 12:180]
+    grey = np.asarray(Image.fromarray(square).convert("L"), np.float64) / 255.0
+    ramp = np.linspace(1.0, RAMP_FLOOR, grey.shape[1])
+    if hashlib.sha256(key.encode()).digest()[0] % 2:
+        ramp = ramp[::-1]
+    lit = (grey * ramp[None, :]) ** GAMMA
+    return np.repeat(np.round(lit * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def make_proxies(pipeline: FacePipeline, paths: dict[str, Path], folder: Path) -> dict[str, dict[str, Path]]:
+    """{"tight": {key: file}, "relit": {key: file}} for every key whose original has a face."""
+    made: dict[str, dict[str, Path]] = {"tight": {}, "relit": {}}
+    for key, path in sorted(paths.items()):
+        files = {kind: folder / kind / f"{key}.png" for kind in made}
+        if not all(file.exists() for file in files.values()):
+            try:
+                rgb = read_image(path)
+                face = choose_face(pipeline.detect(rgb))
+            except ImageError:
+                continue
+            for kind, image in (
+                ("tight", tight_crop(rgb, face.landmarks)),
+                ("relit", relit_crop(rgb, face.landmarks, key)),
+            ):
+                files[kind].parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(files[kind])
+        for kind in made:
+            made[kind][key] = files[kind]
+    return made
+
+
+def scores_of(embeddings: dict[str, np.ndarray], pairs: list[Pair], metric: str) -> np.ndarray:
+    return pair_scores(embeddings, pairs, metric=metric)
+
+
+def metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, threshold: float, fold_ids) -> dict:
+    """Failed pairs count as wrong; AUC and TAR on the pairs scored."""
+    scored = failed_as_wrong(scores, same)
+    found = ~np.isnan(scores)
+    accuracy = float(np.mean((scored >= threshold) == same))
+    tenfold = ten_fold_accuracy(scored, same, folds, fold_ids) if len(fold_ids) > 1 else None
+    return {
+        "accuracy_at_own_threshold": accuracy,
+        "accuracy_10fold": None if tenfold is None else tenfold["mean"],
+        "auc_scored": auc(scores[found], same[found]) if found.any() else None,
+        "tar_at_far_1e-3_scored": tar_at_far(scores[found], same[found], 1e-3)[0] if found.any() else None,
+    }
+
+
+def compare(
+    name: str, pairs: list[Pair], facever: dict, dlib: dict, threshold: float, fold_ids: list[int]
+) -> dict:
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    ours = scores_of(facever, pairs, "cosine")
+    theirs = scores_of(dlib, pairs, "euclidean")  # minus the distance
+    both = ~np.isnan(ours) & ~np.isnan(theirs)
+    keys = sorted({k for p in pairs for k in (p.first, p.second)})
+    result = {"set": name, "pairs": len(pairs), "photos": len(keys), "pairs_both_found": int(both.sum())}
+    for system, scores, own in (("facever", ours, threshold), ("dlib", theirs, -DLIB_DISTANCE)):
+        embeddings = facever if system == "facever" else dlib
+        result[system] = {
+            "no_face": sum(bool(np.isnan(embeddings[k]).any()) for k in keys),
+            "all_pairs": metrics(scores, same, folds, own, fold_ids),
+            "both_found": metrics(scores[both], same[both], folds[both], own, fold_ids),
+        }
+    return result
+
+
+def relight_cost(files: list[Path]) -> dict:
+    """Detection time on one core with and without the retry on the luminance-equalised copy, for the
+    photos that need it (both passes on the photo find nothing) and the photos that do not."""
+    with_retry = FaceDetector(DetectorConfig(), device="cpu", threads=1)
+    without = FaceDetector(
+        dataclasses.replace(DetectorConfig(), relight_retry=False), device="cpu", threads=1
+    )
+    times: dict[str, list[tuple[float, float]]] = {"needed": [], "not_needed": []}
+    found_by_retry = 0
+    for file in files:
+        rgb = read_image(file)
+        start = time.perf_counter()
+        plain = without.detect(rgb)
+        middle = time.perf_counter()
+        retried = with_retry.detect(rgb)
+        end = time.perf_counter()
+        kind = "not_needed" if plain else "needed"
+        times[kind].append((middle - start, end - middle))
+        found_by_retry += bool(retried) and not plain
+    summary: dict[str, object] = {"photos": len(files), "found_only_by_the_retry": found_by_retry}
+    for kind, pairs in times.items():
+        if pairs:
+            before, after = np.median(np.array(pairs), axis=0) * 1000
+            summary[kind] = {"photos": len(pairs), "ms_without": float(before), "ms_with": float(after)}
+    return summary
+
+
+def facever_vectors(pipeline: FacePipeline, paths: dict[str, Path], cache: Path, tag: str) -> dict:
+    return embed_images(pipeline, paths, cache, tag)["embeddings"]
+
+
+def cost_table(costs: dict) -> str:
+    rows = []
+    for name, cost in costs.items():
+        for kind in ("needed", "not_needed"):
+            if kind in cost:
+                c = cost[kind]
+                rows.append(
+                    [name, kind.replace("_", " "), c["photos"], f"{c['ms_without']:.1f} / {c['ms_with']:.1f}"]
+                )
+        rows.append([name, "found only by the retry", cost["found_only_by_the_retry"], ""])
+    return common.markdown_table(["set", "photos where the retry is", "photos", "ms without / with"], rows)
+
+
+def main() -> None:
+    parser = common.parser(__doc__.splitlines()[0], "proxies")
+    parser.add_argument("--cfp", type=Path, default=DEFAULT_CFP)
+    parser.add_argument("--cache", type=Path, default=common.REPO / ".cache")
+    parser.add_argument(
+        "--cfp-folds", type=int, nargs="+", default=list(range(1, 11)), help="CFP-FF folds to use (all)"
+    )
+    args = parser.parse_args()
+    run = common.Run("proxies", args)
+    pipeline = FacePipeline(args.model, "cpu", 0, detection_device="cpu")
+    lfw, cfp = LFW(args.data), CFP(args.cfp)
+    sets = {
+        "LFW fold 10": ([p for p in lfw.pairs() if p.fold == 10], lfw.path, [10]),
+        "CFP-FF": ([p for p in cfp.pairs("FF") if p.fold in args.cfp_folds], cfp.path, args.cfp_folds),
+    }
+    results = []
+    costs = {}
+    for name, (pairs, path_of, fold_ids) in sets.items():
+        if args.smoke:
+            pairs = pairs[:: max(1, len(pairs) // 40)]
+        originals = {k: path_of(k) for p in pairs for k in (p.first, p.second)}
+        tag = name.lower().replace(" ", "-")
+        proxies = make_proxies(pipeline, originals, args.cache / "proxies" / tag)
+        kept = [p for p in pairs if p.first in proxies["tight"] and p.second in proxies["tight"]]
+        print(f"proxies: {name}: {len(kept)} of {len(pairs)} pairs have both originals' faces", flush=True)
+        relit_files = sorted({proxies["relit"][k] for p in kept for k in (p.first, p.second)})
+        costs[name] = relight_cost(relit_files[: 40 if args.smoke else 600])
+        print(f"proxies: relight retry cost on {name} relit: {costs[name]}", flush=True)
+        for variant, paths in (("original", originals), *proxies.items()):
+            variant_paths = {f"{variant}/{k}": paths[k] for p in kept for k in (p.first, p.second)}
+            ours = facever_vectors(pipeline, variant_paths, args.cache, f"proxy-{tag}-{variant}")
+            theirs = dlib_embeddings(variant_paths, args.cache)
+            strip = len(variant) + 1
+            facever = {k[strip:]: v for k, v in ours.items()}
+            dlib = {k[strip:]: v for k, v in theirs.items()}
+            row = compare(f"{name} {variant}", kept, facever, dlib, pipeline.card.threshold, fold_ids)
+            row["pairs_left_out"] = len(pairs) - len(kept)
+            results.append(row)
+            print(f"proxies: {row}", flush=True)
+    pct = lambda value: "-" if value is None else f"{100 * value:.2f}"  # noqa: E731
+    rows = [
+        [
+            r["set"],
+            f"{r['facever']['no_face']} / {r['dlib']['no_face']} of {r['photos']}",
+            f"{pct(r['facever']['all_pairs']['accuracy_at_own_threshold'])} / "
+            f"{pct(r['dlib']['all_pairs']['accuracy_at_own_threshold'])}",
+            r["pairs_both_found"],
+            f"{pct(r['facever']['both_found']['accuracy_at_own_threshold'])} / "
+            f"{pct(r['dlib']['both_found']['accuracy_at_own_threshold'])}",
+            f"{r['facever']['both_found']['auc_scored']:.4f} / {r['dlib']['both_found']['auc_scored']:.4f}",
+            f"{pct(r['facever']['both_found']['tar_at_far_1e-3_scored'])} / "
+            f"{pct(r['dlib']['both_found']['tar_at_far_1e-3_scored'])}",
+        ]
+        for r in results
+    ]
+    table = common.markdown_table(
+        [
+            "set",
+            "photos without a face (facever / dlib)",
+            "accuracy %, all pairs, own threshold",
+            "pairs both found",
+            "accuracy % there",
+            "AUC there",
+            "TAR % at FAR 1e-3 there",
+        ],
+        rows,
+    )
+    run.finish(
+        {
+            "cfp_folds": args.cfp_folds,
+            "gamma": GAMMA,
+            "ramp_floor": RAMP_FLOOR,
+            "model": common.model_info(args.model),
+        },
+        {"rows": results, "relight_retry_cost": costs},
+        {
+            "Tight and relit proxies, facever / dlib on the same pairs": table,
+            "Detection ms on one core without / with the retry on the equalised copy (relit photos)": (
+                cost_table(costs)
+            ),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
