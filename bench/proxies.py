@@ -185,14 +185,14 @@ def main() -> None:
     costs = {}
     for name, (pairs, path_of, fold_ids) in sets.items():
         if args.smoke:
-            pairs = pairs[:: max(1, len(pairs) // 40)]
+            pairs = pairs[:: max(1, len(pairs) // 8)]
         originals = {k: path_of(k) for p in pairs for k in (p.first, p.second)}
         tag = name.lower().replace(" ", "-")
         proxies = make_proxies(pipeline, originals, args.cache / "proxies" / tag)
         kept = [p for p in pairs if p.first in proxies["tight"] and p.second in proxies["tight"]]
         print(f"proxies: {name}: {len(kept)} of {len(pairs)} pairs have both originals' faces", flush=True)
         relit_files = sorted({proxies["relit"][k] for p in kept for k in (p.first, p.second)})
-        costs[name] = relight_cost(relit_files[: 40 if args.smoke else 600])
+        costs[name] = relight_cost(relit_files[: 10 if args.smoke else 600])
         print(f"proxies: relight retry cost on {name} relit: {costs[name]}", flush=True)
         for variant, paths in (("original", originals), *proxies.items()):
             variant_paths = {f"{variant}/{k}": paths[k] for p in kept for k in (p.first, p.second)}

@@ -150,6 +150,20 @@ def test_alignment(smoke):
             assert 0 <= report[method]["auc"] <= 1
 
 
+def test_proxies(smoke):
+    payload = smoke("proxies")
+    check_common(payload, "proxies")
+    variants = [row["set"].rsplit(" ", 1)[1] for row in payload["results"]["rows"]]
+    assert variants == ["original", "tight", "relit"] * 2  # LFW fold 10, then CFP-FF
+    for row in payload["results"]["rows"]:
+        assert 0 <= row["pairs_both_found"] <= row["pairs"]
+        for system in ("facever", "dlib"):
+            assert 0 <= row[system]["no_face"] <= row["photos"]
+            assert 0 <= row[system]["all_pairs"]["accuracy_at_own_threshold"] <= 1
+    for cost in payload["results"]["relight_retry_cost"].values():
+        assert cost["photos"] > 0 and 0 <= cost["found_only_by_the_retry"] <= cost["photos"]
+
+
 def test_ab(results_dir, lfw_root, tmp_path):
     """Old and new servers alternately; here the "old" one is this checkout too, found through
     PYTHONPATH as a real old checkout would be."""
