@@ -525,6 +525,18 @@ function faceSummary(face) {
   return summary;
 }
 
+// Each enrolled face's picture, cut from its photo: files[result.index] (the order the request sent).
+async function keepCrops(results, files) {
+  for (const result of results) {
+    if (!result.accepted || !result.face) continue;
+    try {
+      state.crops.set(result.face_id, await cropFace(files[result.index], result.face));
+    } catch (error) {
+      // No picture for a photo the browser cannot show (e.g. TIFF): the face is listed all the same.
+    }
+  }
+}
+
 function setUpIdentities() {
   $("search-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -587,17 +599,6 @@ function setUpIdentities() {
       busy(button, false);
     }
   });
-  // files[result.index] is the photo of each result: the request sent them in this order.
-  async function keepCrops(results, files) {
-    for (const result of results) {
-      if (!result.accepted || !result.face) continue;
-      try {
-        state.crops.set(result.face_id, await cropFace(files[result.index], result.face));
-      } catch (error) {
-        // No picture for a photo the browser cannot show (e.g. TIFF): the face is listed all the same.
-      }
-    }
-  }
   $("delete-identity").addEventListener("click", async () => {
     const identity = state.identity;
     if (!identity) return;
@@ -658,16 +659,20 @@ function showIdentify(answer) {
   const closest = answer.matches.length ? "; the closest is " + answer.matches[0].identity.name : "";
   const headline = el("p", best ? "Best match: " + best.identity.name : "No match above the threshold" + closest,
     "verdict " + (best ? "same" : "different"));
-  // On a phone's screen (app.css) each match is a card of "label value" lines, from the cells' data-label.
+  // On a phone's screen (app.css) each match is a card of "label value" lines, from the cells' data-label;
+  // the explicit roles keep it a table for screen readers when CSS displays its parts as blocks.
   const table = el("table", null, "cards");
   table.id = "matches";
+  table.setAttribute("role", "table");
   table.append(el("caption", "Top matches (threshold " + fmt(answer.threshold) + ", " + answer.gallery_size + " faces searched)"));
   const head = el("tr", null, "head");
+  head.setAttribute("role", "row");
   const columns = ["Rank", "Name", "Score", "Match"];
   if (answer.matches.some((match) => typeof match.probability === "number")) columns.splice(3, 0, "Probability");
   for (const name of columns) {
     const th = el("th", name);
     th.scope = "col";
+    th.setAttribute("role", "columnheader");
     head.append(th);
   }
   table.append(head);
@@ -676,9 +681,11 @@ function showIdentify(answer) {
     if (columns.includes("Probability")) values.push(percent(match.probability));
     values.push(match.above_threshold ? "yes" : "no");
     const row = el("tr");
+    row.setAttribute("role", "row");
     values.forEach((value, column) => {
       const cell = el("td", value, columns[column] === "Name" ? "name" : "value");
       cell.dataset.label = columns[column];
+      cell.setAttribute("role", "cell");
       row.append(cell);
     });
     table.append(row);

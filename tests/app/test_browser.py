@@ -355,6 +355,7 @@ def test_every_tab_with_its_results_fits_a_phone_screen(phone, server, tmp_path)
     finally:
         _delete_shown_identity(phone)
     _no_sideways_scrolling(phone, "identities-after-delete", tmp_path)
+    assert not _csp_violations(phone)  # the crops are data: URLs, which img-src allows
 
 
 def test_the_quality_of_each_face_is_shown(chrome, server, tmp_path):
