@@ -29,6 +29,7 @@ class ExternalIdTaken(Exception):
 class NewTemplate:
     embedding: np.ndarray
     detection_score: float
+    quality: float | None = None
 
 
 # -- identities ------------------------------------------------------------------------------------
@@ -133,6 +134,7 @@ def add_templates(
             model_version=model.version,
             embedding=to_bytes(template.embedding),
             detection_score=template.detection_score,
+            quality=template.quality,
         )
         for template in templates
     ]

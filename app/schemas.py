@@ -342,7 +342,11 @@ class FaceRecord(BaseModel):
     id: int
     model: ModelInfo
     detection_score: float
-    created_at: datetime
+    quality: float | None = Field(
+        description="the face's overall quality score at enrollment (quality.score of the enrollment's "
+        "answer, 0..1); null for faces enrolled before facever kept it"
+    )
+    created_at: datetime = Field(description="when the face was enrolled")
 
 
 class IdentityDetail(IdentityOut):

@@ -68,6 +68,8 @@ class Face(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, unit length
     detection_score: Mapped[float] = mapped_column(Float)
+    # The face's overall quality score (0..1) at enrollment; None for faces enrolled before it was kept.
+    quality: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
 
 

@@ -4,22 +4,39 @@
 const KEY_STORE = "facever.apiKey";
 const PAGE_SIZE = 10;
 const LANDMARKS = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"];
-const FRIENDLY = {
-  no_face: "No face was found",
-  multiple_faces: "Several faces were found",
-  not_an_image: "That file is not an image facever can read",
-  corrupt_image: "That image file is damaged",
-  empty_image: "That file is empty",
-  too_many_pixels: "That image is too large",
-  image_too_large: "That image file is too large",
-  missing_image: "A photo is missing",
-  missing_api_key: "An API key is needed",
-  invalid_api_key: "The API key is not valid",
-  insufficient_scope: "The API key does not allow this",
+const CROP_PX = 64;
+// What is wrong with a photo, said of the photo: "First photo: no face was found in it."
+const PHOTO_PROBLEMS = {
+  no_face: "no face was found in it",
+  multiple_faces: "it shows several faces; use a photo of one person",
+  not_an_image: "it is not an image facever can read",
+  unsupported_format: "its format cannot be read; use JPEG, PNG, WebP, BMP, TIFF or GIF",
+  corrupt_image: "the file is damaged",
+  empty_image: "the file is empty",
+  too_many_pixels: "it has too many pixels; use a smaller photo",
+  image_too_large: "the file is too large; use a smaller photo",
+  missing_image: "it is missing",
+  invalid_base64: "it could not be read",
+  face_too_small: "the face is too small; use a photo taken closer",
+  too_blurred: "the face is too blurred",
+  pose_too_far: "the face is turned too far from the camera",
+  badly_exposed: "the face is too dark or too bright",
 };
+const PROBLEMS = {
+  network: "The service could not be reached.",
+  missing_api_key: "An API key is needed.",
+  invalid_api_key: "The API key is not valid.",
+  insufficient_scope: "The API key does not allow this.",
+};
+// The API's messages about an image start with its request field ("image1: ..."), a name for programs.
+const FIELD_PREFIX = /^(image1|image2|image|images\[\d+\]): /;
 
 const $ = (id) => document.getElementById(id);
-const state = { info: null, scope: null, offset: 0, total: 0, name: "", identity: null, files: {} };
+// crops: face id -> the face cut from a photo enrolled from this tab (kept in this page only: the
+// service stores no image, so faces enrolled elsewhere or before a reload show no picture).
+const state = {
+  info: null, scope: null, offset: 0, total: 0, name: "", identity: null, files: {}, crops: new Map(),
+};
 
 function el(tag, text, className) {
   const node = document.createElement(tag);
@@ -72,13 +89,53 @@ async function api(method, path, body) {
   return data;
 }
 
-function describe(error) {
-  const friendly = FRIENDLY[error.code];
-  return friendly ? friendly + ": " + error.message : error.message;
+// What went wrong in plain words, once; a photo's problem as said of the photo ("no face was found in it.").
+function problem(error) {
+  const phrase = PHOTO_PROBLEMS[error.code];
+  return phrase ? phrase + "." : PROBLEMS[error.code] || sentence(error.message.replace(FIELD_PREFIX, ""));
+}
+
+// The same, naming the photo it is about ("First photo: no face was found in it.").
+function describe(error, photo) {
+  return PHOTO_PROBLEMS[error.code] ? (photo || "The photo") + ": " + problem(error) : problem(error);
+}
+
+// The photo an image error is about, from the field its message names: {image1: "First photo", ...}.
+function photoOf(error, names) {
+  const field = FIELD_PREFIX.exec(error.message);
+  return field ? names[field[1]] : undefined;
+}
+
+function sentence(text) {
+  const trimmed = text.trim();
+  if (!trimmed) return "Something went wrong.";
+  return trimmed[0].toUpperCase() + trimmed.slice(1) + (/[.!?]$/.test(trimmed) ? "" : ".");
 }
 
 function fmt(value, digits) {
   return typeof value === "number" ? value.toFixed(digits === undefined ? 4 : digits) : "—";
+}
+
+// One decimal would show 0.99999 as "100.0 %" and 2.5e-7 as "0.0 %": a certainty no calibration gives.
+function percent(probability) {
+  if (typeof probability !== "number") return "—";
+  const shown = (probability * 100).toFixed(1);
+  if (shown === "100.0") return "> 99.9 %";
+  if (shown === "0.0") return "< 0.1 %";
+  return shown + " %";
+}
+
+function quality(face) {
+  return face && face.quality ? fmt(face.quality.score, 2) : "—";
+}
+
+// A timestamp from the API as local "YYYY-MM-DD HH:MM".
+function when(timestamp) {
+  const date = new Date(timestamp);
+  if (Number.isNaN(date.getTime())) return "—";
+  const two = (n) => String(n).padStart(2, "0");
+  return date.getFullYear() + "-" + two(date.getMonth() + 1) + "-" + two(date.getDate()) + " " +
+    two(date.getHours()) + ":" + two(date.getMinutes());
 }
 
 // -- tabs ---------------------------------------------------------------------------------------------
@@ -186,7 +243,10 @@ function loadImage(file) {
   return new Promise((resolve, reject) => {
     const url = URL.createObjectURL(file);
     const image = new Image();
-    image.onload = () => resolve(image);
+    image.onload = () => {
+      URL.revokeObjectURL(url);
+      resolve(image);
+    };
     image.onerror = () => {
       URL.revokeObjectURL(url);
       reject(new Error("not an image"));
@@ -195,12 +255,19 @@ function loadImage(file) {
   });
 }
 
+// canvas -> the number of its latest drawing: one that finishes loading later must not draw over it.
+const drawings = new WeakMap();
+
 async function drawPhoto(canvas, file, face) {
+  const drawing = (drawings.get(canvas) || 0) + 1;
+  drawings.set(canvas, drawing);
+  if (!file) return;
   const context = canvas.getContext("2d");
   let image;
   try {
     image = await loadImage(file);
   } catch (error) {
+    if (drawings.get(canvas) !== drawing) return;
     canvas.width = 300;
     canvas.height = 60;
     context.clearRect(0, 0, canvas.width, canvas.height);
@@ -209,6 +276,7 @@ async function drawPhoto(canvas, file, face) {
     context.fillText("(no preview: " + file.name + ")", 8, 34);
     return;
   }
+  if (drawings.get(canvas) !== drawing) return;
   const width = image.naturalWidth || image.width;
   const height = image.naturalHeight || image.height;
   const scale = Math.min(1, 400 / Math.max(width, height));
@@ -232,14 +300,27 @@ async function drawPhoto(canvas, file, face) {
   }
 }
 
-function setUpPhoto(inputId, canvasId, onChange) {
+// The face as a small square picture, cut in the browser from the photo with the box the API found.
+async function cropFace(file, face) {
+  const image = await loadImage(file);
+  const scale = (image.naturalWidth || image.width) / face.image_size.width;
+  const [x1, y1, x2, y2] = face.box.map((v) => v * scale);
+  const side = Math.max(x2 - x1, y2 - y1) * 1.2;
+  const canvas = document.createElement("canvas");
+  canvas.width = CROP_PX;
+  canvas.height = CROP_PX;
+  canvas.getContext("2d").drawImage(image, (x1 + x2 - side) / 2, (y1 + y2 - side) / 2, side, side,
+    0, 0, CROP_PX, CROP_PX);
+  return canvas.toDataURL("image/jpeg", 0.9);
+}
+
+// ``onChange`` runs when a photo is chosen, and draws it.
+function setUpPhoto(inputId, onChange) {
   const input = $(inputId);
-  const canvas = $(canvasId);
   const zone = input.closest(".drop");
   const chosen = (file) => {
     state.files[inputId] = file;
-    drawPhoto(canvas, file, null);
-    if (onChange) onChange();
+    onChange();
   };
   input.addEventListener("change", () => {
     if (input.files.length) chosen(input.files[0]);
@@ -268,15 +349,19 @@ function busy(button, on, label) {
 
 // -- verify ---------------------------------------------------------------------------------------------
 
+// The photos without the previous comparison: its answer, and its face boxes and crops.
 function clearVerify() {
   $("verify-result").replaceChildren();
   $("verify-error").textContent = "";
-  for (const n of [1, 2]) $("crop" + n).closest("figure").hidden = true;
+  for (const n of [1, 2]) {
+    drawPhoto($("canvas" + n), state.files["image" + n], null);
+    $("crop" + n).closest("figure").hidden = true;
+  }
 }
 
 function setUpVerify() {
-  setUpPhoto("image1", "canvas1", clearVerify);
-  setUpPhoto("image2", "canvas2", clearVerify);
+  setUpPhoto("image1", clearVerify);
+  setUpPhoto("image2", clearVerify);
   $("verify-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     clearVerify();
@@ -296,13 +381,16 @@ function setUpVerify() {
       const answer = await api("POST", "/v1/verify", form);
       showVerify(answer);
     } catch (error) {
-      const which = /image1/.test(error.message) ? "First photo — " : /image2/.test(error.message) ? "Second photo — " : "";
-      $("verify-error").textContent = which + describe(error);
+      const photo = photoOf(error, { image1: "First photo", image2: "Second photo" });
+      $("verify-error").textContent = describe(error, photo);
     } finally {
       busy(button, false);
     }
   });
 }
+
+const QUALITY_HINT = "A face's quality (0 to 1) is the lowest of its size, sharpness, pose and exposure scores; " +
+  "the lower it is, the less a comparison with it can be trusted.";
 
 function numbers(rows) {
   const list = el("dl", null, "numbers");
@@ -319,11 +407,14 @@ function showVerify(answer) {
   verdict.id = "verdict";
   const rows = [["Score", fmt(answer.score)], ["Threshold", fmt(answer.threshold)]];
   if (typeof answer.probability === "number") {
-    rows.push(["Probability of the same person", (answer.probability * 100).toFixed(1) + " %"]);
+    rows.push(["Probability of the same person", percent(answer.probability)]);
   }
+  rows.push(["Quality of the first photo", quality(answer.faces[0])]);
+  rows.push(["Quality of the second photo", quality(answer.faces[1])]);
   rows.push(["Model", answer.model.name + " " + answer.model.version]);
   result.replaceChildren(verdict, numbers(rows),
-    el("p", "The score is the cosine similarity of the two faces (−1 to 1); the same person when it is at least the threshold.", "hint"));
+    el("p", "The score is the cosine similarity of the two faces (−1 to 1); the same person when it is at least the threshold.", "hint"),
+    el("p", QUALITY_HINT, "hint"));
   answer.faces.forEach((face, index) => {
     const n = index + 1;
     drawPhoto($("canvas" + n), state.files["image" + n], face);
@@ -355,7 +446,7 @@ async function loadIdentities() {
       open.addEventListener("click", () => openIdentity(identity.id));
       const cell = el("td");
       cell.append(open);
-      row.append(el("td", identity.name), el("td", String(identity.face_count)), cell);
+      row.append(el("td", identity.name, "name"), el("td", String(identity.face_count)), cell);
       return row;
     });
     if (!rows.length) {
@@ -385,12 +476,21 @@ async function openIdentity(id, keepResults) {
     $("detail-title").textContent = identity.name + (identity.external_id ? " (" + identity.external_id + ")" : "");
     if (!keepResults) $("enroll-results").replaceChildren();
     const faces = identity.faces.map((face) => {
-      const item = el("li", "Face " + face.id + " — detection " + fmt(face.detection_score, 3) + " ");
+      const item = el("li", null, "face");
+      const crop = state.crops.get(face.id);
+      if (crop) {
+        const picture = el("img");
+        picture.src = crop;
+        picture.alt = "Face " + face.id + ", cut from the photo enrolled from this page";
+        item.append(picture);
+      }
+      item.append(faceSummary(face));
       const remove = el("button", "Delete face " + face.id, "link");
       remove.type = "button";
       remove.addEventListener("click", async () => {
         try {
           await api("DELETE", "/v1/identities/" + identity.id + "/faces/" + face.id);
+          state.crops.delete(face.id);
           await openIdentity(identity.id, true);
           loadIdentities();
         } catch (error) {
@@ -405,6 +505,35 @@ async function openIdentity(id, keepResults) {
     if (!keepResults) $("detail-title").focus();
   } catch (error) {
     $("identities-error").textContent = describe(error);
+  }
+}
+
+// "Face 3 · quality 0.97 · enrolled 2026-12-04 21:05", breaking only between its parts.
+function faceSummary(face) {
+  const parts = ["Face " + face.id,
+    "quality " + (typeof face.quality === "number" ? fmt(face.quality, 2) : "not recorded"),
+    "enrolled " + when(face.created_at)];
+  const model = state.info && state.info.model;
+  if (model && (face.model.name !== model.name || face.model.version !== model.version)) {
+    parts.push("made by model " + face.model.name + " " + face.model.version + ", not compared: enroll again");
+  }
+  const summary = el("span", null, "summary");
+  parts.forEach((part, index) => {
+    if (index) summary.append(" · ");
+    summary.append(el("span", part, "part"));
+  });
+  return summary;
+}
+
+// Each enrolled face's picture, cut from its photo: files[result.index] (the order the request sent).
+async function keepCrops(results, files) {
+  for (const result of results) {
+    if (!result.accepted || !result.face) continue;
+    try {
+      state.crops.set(result.face_id, await cropFace(files[result.index], result.face));
+    } catch (error) {
+      // No picture for a photo the browser cannot show (e.g. TIFF): the face is listed all the same.
+    }
   }
 }
 
@@ -441,7 +570,7 @@ function setUpIdentities() {
   });
   $("enroll-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const files = $("enroll-images").files;
+    const files = Array.from($("enroll-images").files);
     if (!state.identity || !files.length) {
       $("identities-error").textContent = "Choose one or more photos to enroll.";
       return;
@@ -455,9 +584,10 @@ function setUpIdentities() {
       const items = answer.results.map((result) => {
         const name = result.filename || "photo " + (result.index + 1);
         return result.accepted
-          ? el("li", name + ": accepted (face " + result.face_id + ")", "accepted")
-          : el("li", name + ": rejected — " + describe(result.error), "rejected");
+          ? el("li", name + ": accepted (face " + result.face_id + ", quality " + quality(result.face) + ")", "accepted")
+          : el("li", name + ": rejected — " + problem(result.error), "rejected");
       });
+      await keepCrops(answer.results, files);
       items.unshift(el("li", answer.enrolled + " enrolled, " + answer.rejected + " rejected."));
       $("enroll-results").replaceChildren(...items);
       $("enroll-images").value = "";
@@ -475,6 +605,7 @@ function setUpIdentities() {
     if (!window.confirm("Delete " + identity.name + " and all " + identity.faces.length + " of its faces? This cannot be undone.")) return;
     try {
       await api("DELETE", "/v1/identities/" + identity.id);
+      for (const face of identity.faces) state.crops.delete(face.id);
       state.identity = null;
       $("detail").hidden = true;
       await loadIdentities();
@@ -489,11 +620,13 @@ function setUpIdentities() {
 // -- identify -------------------------------------------------------------------------------------------
 
 function setUpIdentify() {
+  // The photo without the previous search: its answer and its face box.
   const clear = () => {
     $("identify-result").replaceChildren();
     $("identify-error").textContent = "";
+    drawPhoto($("canvas3"), state.files.probe, null);
   };
-  setUpPhoto("probe", "canvas3", clear);
+  setUpPhoto("probe", clear);
   $("identify-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     clear();
@@ -513,7 +646,7 @@ function setUpIdentify() {
       drawPhoto($("canvas3"), file, answer.face);
       showIdentify(answer);
     } catch (error) {
-      $("identify-error").textContent = describe(error);
+      $("identify-error").textContent = describe(error, "The photo");
     } finally {
       busy(button, false);
     }
@@ -526,28 +659,38 @@ function showIdentify(answer) {
   const closest = answer.matches.length ? "; the closest is " + answer.matches[0].identity.name : "";
   const headline = el("p", best ? "Best match: " + best.identity.name : "No match above the threshold" + closest,
     "verdict " + (best ? "same" : "different"));
-  const table = el("table");
+  // On a phone's screen (app.css) each match is a card of "label value" lines, from the cells' data-label;
+  // the explicit roles keep it a table for screen readers when CSS displays its parts as blocks.
+  const table = el("table", null, "cards");
   table.id = "matches";
+  table.setAttribute("role", "table");
   table.append(el("caption", "Top matches (threshold " + fmt(answer.threshold) + ", " + answer.gallery_size + " faces searched)"));
-  const head = el("tr");
+  const head = el("tr", null, "head");
+  head.setAttribute("role", "row");
   const columns = ["Rank", "Name", "Score", "Match"];
   if (answer.matches.some((match) => typeof match.probability === "number")) columns.splice(3, 0, "Probability");
   for (const name of columns) {
     const th = el("th", name);
     th.scope = "col";
+    th.setAttribute("role", "columnheader");
     head.append(th);
   }
   table.append(head);
   answer.matches.forEach((match, index) => {
+    const values = [String(index + 1), match.identity.name, fmt(match.score)];
+    if (columns.includes("Probability")) values.push(percent(match.probability));
+    values.push(match.above_threshold ? "yes" : "no");
     const row = el("tr");
-    row.append(el("td", String(index + 1)), el("td", match.identity.name), el("td", fmt(match.score)));
-    if (columns.includes("Probability")) {
-      row.append(el("td", typeof match.probability === "number" ? (match.probability * 100).toFixed(1) + " %" : "—"));
-    }
-    row.append(el("td", match.above_threshold ? "yes" : "no"));
+    row.setAttribute("role", "row");
+    values.forEach((value, column) => {
+      const cell = el("td", value, columns[column] === "Name" ? "name" : "value");
+      cell.dataset.label = columns[column];
+      cell.setAttribute("role", "cell");
+      row.append(cell);
+    });
     table.append(row);
   });
-  result.replaceChildren(headline);
+  result.replaceChildren(headline, numbers([["Quality of the photo", quality(answer.face)]]));
   if (answer.matches.length) result.append(table);
   else result.append(el("p", "The gallery is empty: enroll faces under Identities first."));
 }

@@ -6,11 +6,14 @@ except where FACEVER_TEST_REQUIRE_BROWSER=1 (CI) makes that a failure."""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 from pathlib import Path
 
 import pytest
 from live_server import LiveServer
+from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -217,24 +220,6 @@ def test_create_enroll_search_identify_and_delete(chrome, server, tmp_path):
     assert not _csp_violations(chrome)
 
 
-def test_a_phone_sized_screen_has_no_sideways_scrolling(chrome, server, tmp_path):
-    # A window cannot be made this narrow in headless chromium: emulate the phone's screen instead.
-    metrics = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
-    chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
-    try:
-        _open(chrome, server.url + "/ui/")
-        _verify(chrome, BUSH_1, BUSH_2)
-        _visible_text(chrome, "verdict", "the verdict")
-        overflow = chrome.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert chrome.execute_script("return document.documentElement.clientWidth") == 390
-        assert overflow <= 1
-        chrome.save_screenshot(str(tmp_path / "verify-phone.png"))
-    finally:
-        chrome.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-
-
 def test_with_auth_enabled_the_page_asks_for_a_key_and_shows_its_scope(chrome, tmp_path_factory, tmp_path):
     with LiveServer(
         tmp_path_factory.mktemp("browser-auth"), auth="enabled", api_keys_verify=VERIFY_KEY
@@ -255,3 +240,217 @@ def test_with_auth_enabled_the_page_asks_for_a_key_and_shows_its_scope(chrome, t
         assert "needs an API key with scope admin" in _text(chrome, "identities-scope")
         chrome.save_screenshot(str(tmp_path / "auth-verify-key.png"))
         chrome.execute_script("sessionStorage.clear()")
+
+
+# -- a phone's screen, the numbers shown, errors, quality (issue 18, point 8) ----------------------
+
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+# What sticks out sideways: the page (scrollWidth past the viewport), any element of <main> past the
+# viewport's right edge, and any value of a result's list of numbers outside its box or broken over lines.
+OVERFLOW_SCRIPT = """
+const root = document.documentElement;
+const width = root.clientWidth;
+const problems = [];
+if (root.scrollWidth > width) problems.push("the page is " + root.scrollWidth + " px wide");
+for (const node of document.querySelectorAll("main *")) {
+  const box = node.getBoundingClientRect();
+  if (box.width && box.right > width + 0.5) {
+    problems.push(node.tagName + "#" + node.id + "." + node.className + " ends at " + box.right);
+  }
+}
+for (const value of document.querySelectorAll(".result dd")) {
+  const owner = value.closest(".result").getBoundingClientRect();
+  const range = document.createRange();
+  range.selectNodeContents(value);
+  const text = range.getBoundingClientRect();
+  const lines = new Set(Array.from(range.getClientRects(), (rect) => Math.round(rect.top))).size;
+  if (text.right > owner.right + 0.5) problems.push("'" + value.textContent + "' spills out of its box");
+  if (lines > 1) problems.push("'" + value.textContent + "' is broken over " + lines + " lines");
+}
+return problems;
+"""
+PROBABILITY_STUB = """
+const [probability] = arguments;
+const realFetch = window.fetch.bind(window);
+window.fetch = async (...args) => {
+  const response = await realFetch(...args);
+  if (!response.ok || !/verify|identify/.test(String(args[0]))) return response;
+  const data = await response.json();
+  if ("probability" in data) data.probability = probability;
+  for (const match of data.matches || []) match.probability = probability;
+  return new Response(JSON.stringify(data), { status: response.status, headers: response.headers });
+};
+"""
+
+
+def _full_page_screenshot(driver, path: Path) -> None:
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def _no_sideways_scrolling(driver, where: str, tmp_path: Path) -> None:
+    _full_page_screenshot(driver, tmp_path / f"phone-{where}.png")
+    assert driver.execute_script("return document.documentElement.clientWidth") == PHONE["width"]
+    assert driver.execute_script(OVERFLOW_SCRIPT) == [], where
+
+
+@pytest.fixture
+def phone(chrome):
+    # A window cannot be made this narrow in headless chromium: emulate the phone's screen instead.
+    chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    try:
+        yield chrome
+    finally:
+        chrome.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _no_face_photo(tmp_path: Path) -> Path:
+    path = tmp_path / "wall.jpg"
+    Image.new("RGB", (240, 240), (180, 170, 160)).save(path, "JPEG")
+    return path
+
+
+def _create_and_enroll(driver, name: str, *photos: Path) -> None:
+    driver.find_element(By.ID, "tab-identities").click()
+    driver.find_element(By.ID, "new-name").send_keys(name)
+    driver.find_element(By.CSS_SELECTOR, "#create-form button[type=submit]").click()
+    _wait(driver, lambda d: _text(d, "detail-title") == name, "the new identity")
+    driver.find_element(By.ID, "enroll-images").send_keys("\n".join(str(photo) for photo in photos))
+    driver.find_element(By.ID, "enroll-button").click()
+    _wait(driver, lambda d: "enrolled," in _text(d, "enroll-results"), "the enrollment results")
+    _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#face-list li")) >= 1, "the faces")
+
+
+def _delete_shown_identity(driver) -> None:
+    driver.find_element(By.ID, "tab-identities").click()
+    driver.find_element(By.ID, "delete-identity").click()
+    _wait(driver, ec.alert_is_present(), "the confirmation").accept()
+    _wait(driver, lambda d: not d.find_element(By.ID, "detail").is_displayed(), "the identity gone")
+
+
+def _identify(driver, photo: Path) -> None:
+    driver.find_element(By.ID, "tab-identify").click()
+    driver.find_element(By.ID, "probe").send_keys(str(photo))
+    driver.find_element(By.ID, "identify-button").click()
+    _wait(
+        driver,
+        lambda d: _text(d, "identify-result").strip() or _text(d, "identify-error").strip(),
+        "the identify answer",
+    )
+
+
+def test_every_tab_with_its_results_fits_a_phone_screen(phone, server, tmp_path):
+    _open(phone, server.url + "/ui/")
+    _no_sideways_scrolling(phone, "start", tmp_path)
+    _verify(phone, BUSH_1, BUSH_2)
+    _visible_text(phone, "verdict", "the verdict")
+    _no_sideways_scrolling(phone, "verify", tmp_path)
+
+    _create_and_enroll(phone, "George Walker Bush, 43rd President", BUSH_1, BUSH_2, SERENA)
+    _no_sideways_scrolling(phone, "identities", tmp_path)
+    try:
+        _identify(phone, BUSH_2)
+        assert len(phone.find_elements(By.CSS_SELECTOR, "#matches tr")) >= 2
+        _no_sideways_scrolling(phone, "identify", tmp_path)
+    finally:
+        _delete_shown_identity(phone)
+    _no_sideways_scrolling(phone, "identities-after-delete", tmp_path)
+    assert not _csp_violations(phone)  # the crops are data: URLs, which img-src allows
+
+
+def test_the_quality_of_each_face_is_shown(chrome, server, tmp_path):
+    _open(chrome, server.url + "/ui/")
+    _verify(chrome, BUSH_1, SERENA)
+    result = _visible_text(chrome, "verify-result", "the verify result")
+    assert re.search(r"Quality of the first photo\s+[01]\.\d\d", result), result
+    assert re.search(r"Quality of the second photo\s+[01]\.\d\d", result), result
+
+    _create_and_enroll(chrome, "Quality check", BUSH_1)
+    try:
+        accepted = _text(chrome, "enroll-results")
+        assert re.search(r"George_W_Bush_0007\.jpg: accepted \(face \d+, quality [01]\.\d\d\)", accepted)
+        # The face just enrolled: its quality and date, and its crop (cut in the browser from the photo
+        # still there: the service keeps no image).
+        today = chrome.execute_script(
+            "const d = new Date(); return d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0')"
+            " + '-' + String(d.getDate()).padStart(2, '0')"
+        )
+        face = _text(chrome, "face-list")
+        assert re.search(r"quality [01]\.\d\d", face) and f"enrolled {today}" in face, face
+        crop = chrome.find_element(By.CSS_SELECTOR, "#face-list img")
+        assert chrome.execute_script("return arguments[0].naturalWidth", crop) > 0
+        # Opened again later (a reload forgets the photo): quality and date still, from the service.
+        _open(chrome, server.url + "/ui/")
+        chrome.find_element(By.ID, "tab-identities").click()
+        _wait(chrome, lambda d: "Quality check" in _text(d, "identity-rows"), "the identity list")
+        chrome.find_element(By.CSS_SELECTOR, "#identity-rows button[aria-label='Open Quality check']").click()
+        _wait(chrome, lambda d: "enrolled" in _text(d, "face-list"), "the faces")
+        face = _text(chrome, "face-list")
+        assert re.search(r"quality [01]\.\d\d", face) and f"enrolled {today}" in face, face
+        _full_page_screenshot(chrome, tmp_path / "identity-faces.png")
+
+        _identify(chrome, BUSH_2)
+        result = _visible_text(chrome, "identify-result", "the identify result")
+        assert re.search(r"Quality of the photo\s+[01]\.\d\d", result), result
+    finally:
+        _delete_shown_identity(chrome)
+
+
+@pytest.mark.parametrize(
+    ("probability", "shown", "never"),
+    [(0.99999, "> 99.9 %", "100.0 %"), (2.5e-7, "< 0.1 %", "0.0 %"), (0.5, "50.0 %", "> ")],
+)
+def test_probabilities_near_certainty_are_not_rounded_to_it(chrome, server, probability, shown, never):
+    _open(chrome, server.url + "/ui/")
+    _create_and_enroll(chrome, "Probability check", BUSH_1)
+    try:
+        chrome.execute_script(PROBABILITY_STUB, probability)
+        _verify(chrome, BUSH_1, BUSH_2)
+        result = _visible_text(chrome, "verify-result", "the verify result")
+        assert f"Probability of the same person\n{shown}" in result and never not in result, result
+        _identify(chrome, BUSH_2)
+        row = chrome.find_elements(By.CSS_SELECTOR, "#matches tr")[1].text
+        assert shown in row and never not in row, row
+    finally:
+        _delete_shown_identity(chrome)
+
+
+def test_errors_are_said_once_in_plain_words(chrome, server, tmp_path):
+    wall = _no_face_photo(tmp_path)
+    _open(chrome, server.url + "/ui/")
+    _verify(chrome, wall, BUSH_2)
+    assert _visible_text(chrome, "verify-error", "the error") == "First photo: no face was found in it."
+    _verify(chrome, BUSH_1, wall)
+    assert _visible_text(chrome, "verify-error", "the error") == "Second photo: no face was found in it."
+    _identify(chrome, wall)
+    assert _visible_text(chrome, "identify-error", "the error") == "The photo: no face was found in it."
+
+    _create_and_enroll(chrome, "Error check", BUSH_1, wall)
+    try:
+        results = _text(chrome, "enroll-results")
+        assert "wall.jpg: rejected — no face was found in it." in results, results
+        for field in ("image1", "image2", "images[", "FACEVER_"):
+            assert field not in results
+    finally:
+        _delete_shown_identity(chrome)
+
+
+def test_a_failed_compare_leaves_no_old_face_box(chrome, server, tmp_path):
+    _open(chrome, server.url + "/ui/")
+    pixels = "return arguments[0].toDataURL()"
+    chrome.find_element(By.ID, "tab-verify").click()
+    canvas = chrome.find_element(By.ID, "canvas1")
+    blank = chrome.execute_script(pixels, canvas)
+    chrome.find_element(By.ID, "image1").send_keys(str(BUSH_1))
+    _wait(chrome, lambda d: d.execute_script(pixels, canvas) != blank, "the first photo drawn")
+    photo_only = chrome.execute_script(pixels, canvas)
+    _verify(chrome, BUSH_1, BUSH_2)
+    _visible_text(chrome, "verdict", "the verdict")
+    _wait(chrome, lambda d: d.execute_script(pixels, canvas) != photo_only, "the face box drawn")
+
+    # Only the second photo changes: the first one's box belonged to the comparison that is gone.
+    chrome.find_element(By.ID, "image2").send_keys(str(_no_face_photo(tmp_path)))
+    chrome.find_element(By.ID, "verify-button").click()
+    _visible_text(chrome, "verify-error", "the error")
+    _wait(chrome, lambda d: d.execute_script(pixels, canvas) == photo_only, "the first photo without its box")
+    chrome.save_screenshot(str(tmp_path / "verify-failed.png"))

@@ -5,8 +5,13 @@ one: too_blurred), while verify and identify report the quality and never refuse
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from PIL import Image, ImageFilter
 from service_samples import ADMIN, VERIFY, encode, files, lfw, lfw_image
+from sqlalchemy import create_engine
+
+from facever.app.db.migrate import alembic_config
+from facever.app.db.models import Face, Identity
 
 QUALITY_KEYS = {"score", "size", "sharpness", "pose", "exposure", "inter_ocular_px", "box_side_px"}
 QUALITY_KEYS |= {"laplacian_ratio", "yaw", "pitch", "brightness", "clipped"}
@@ -104,6 +109,44 @@ def test_quality_is_in_every_face_of_every_answer(app):
     check_quality(answer.json()["face"])
     faces = app.post("/v1/verify", files=files(image1=probe, image2=GOOD), headers=VERIFY).json()["faces"]
     assert len(faces) == 2 and all(check_quality(face) for face in faces)
+
+
+def test_an_identity_lists_each_face_with_its_quality_and_date(app):
+    identity_id = new_identity(app)
+    enrolled = enroll(app, identity_id, GOOD, lfw("Colin_Powell", 5)).json()["results"]
+    detail = app.get(f"/v1/identities/{identity_id}", headers=ADMIN).json()
+    assert [face["id"] for face in detail["faces"]] == [result["face_id"] for result in enrolled]
+    for face, result in zip(detail["faces"], enrolled, strict=True):
+        assert face["quality"] == result["face"]["quality"]["score"]
+        assert face["created_at"] >= detail["created_at"]
+
+
+def test_faces_enrolled_before_the_quality_was_kept_have_none(database_url, start_app):
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:  # the schema as it was before (revision 0001), with a face
+            config = alembic_config(database_url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+            connection.execute(Identity.__table__.insert().values(id=1, name="Old", metadata={}))
+            connection.execute(
+                Face.__table__.insert().values(
+                    identity_id=1,
+                    model_name="facever-dlib",
+                    model_version="1.0.0",
+                    embedding=b"\0" * 512,
+                    detection_score=0.99,
+                )
+            )
+    finally:
+        engine.dispose()
+    with start_app(database_url) as client:  # migrates to the newest schema
+        response = client.get("/v1/identities/1", headers=ADMIN)
+        assert response.status_code == 200, response.text
+        assert [face["quality"] for face in response.json()["faces"]] == [None]
+        assert enroll(client, 1, GOOD).status_code == 201
+        faces = client.get("/v1/identities/1", headers=ADMIN).json()["faces"]
+        assert faces[0]["quality"] is None and 0.5 <= faces[1]["quality"] <= 1
 
 
 def test_the_gate_is_a_setting(sqlite_url, start_app):

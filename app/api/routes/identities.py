@@ -154,6 +154,7 @@ def get_identity(identity_id: IdentityId, service: ServiceDep) -> IdentityDetail
                 id=face.id,
                 model=ModelInfo(name=face.model_name, version=face.model_version),
                 detection_score=face.detection_score,
+                quality=None if face.quality is None else round(face.quality, 3),
                 created_at=face.created_at,
             )
             for face in faces
@@ -223,7 +224,10 @@ async def enroll_faces(
     accepted = [(i, r) for i, r in enumerate(analysis.results) if isinstance(r, AnalysedFace)]
     face_ids: dict[int, int] = {}
     if accepted:
-        templates = [crud.NewTemplate(r.embedding, r.face.score) for _, r in accepted]
+        templates = [
+            crud.NewTemplate(r.embedding, r.face.score, r.quality.score if r.quality else None)
+            for _, r in accepted
+        ]
         faces = await service.in_session(crud.add_templates, identity_id, service.model, templates)
         if faces is None:  # deleted while its images were analysed
             raise _not_found(identity_id)
