@@ -181,7 +181,8 @@ def test_an_unexpected_database_error_says_connection_close_before_closing_it(se
         sock.sendall(
             (
                 f"POST /v1/identities/{identity}/faces HTTP/1.1\r\nHost: test\r\n"
-                f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
             ).encode()
             + body
         )
