@@ -18,11 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from live_server import LiveServer, closed_by_server
 from service_samples import lfw
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from test_erasure import files_holding, stored_templates
+
+from facever.app.db.errors import retryable
 
 # A second process that opens the database, starts a transaction (BEGIN: a read snapshot; BEGIN
 # IMMEDIATE: the write lock), reads, says "holding", and holds it until its stdin is closed.
@@ -301,3 +306,41 @@ def test_a_full_database_under_max_page_count_is_a_503_storage_full(tmp_path, st
             engine.dispose()
         assert client.get("/readyz").status_code == 200
         assert client.get(f"/v1/identities/{identity}").json()["face_count"] == statuses.count(201)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+
+def test_postgres_lock_timeout_is_a_503_database_busy(database_url, start_app):
+    """Another session holding the gallery's version row: a write waits FACEVER_DATABASE_BUSY_TIMEOUT
+    (PostgreSQL's lock_timeout) and gets 503 database_busy, then works once the lock is released."""
+    if make_url(database_url).get_backend_name() != "postgresql":
+        pytest.skip("PostgreSQL only (SQLite: the tests above)")
+    with start_app(database_url, auth="disabled", database_busy_timeout=1) as client:
+        identity = client.post("/v1/identities", json={"name": "Colin Powell"}).json()["id"]
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as holder:
+                holder.execute(text("SELECT version FROM gallery_state WHERE id = 1 FOR UPDATE"))
+                answer = client.post(
+                    f"/v1/identities/{identity}/faces", files=[("images", ("a.jpg", lfw("Colin_Powell", 1)))]
+                )
+                assert answer.status_code == 503, answer.text
+                assert answer.json()["error"]["code"] == "database_busy"
+                assert answer.headers["Retry-After"] == "1"
+                holder.rollback()
+        finally:
+            engine.dispose()
+        answer = client.post(
+            f"/v1/identities/{identity}/faces", files=[("images", ("a.jpg", lfw("Colin_Powell", 1)))]
+        )
+        assert answer.status_code == 201, answer.text
+
+
+def test_postgres_disk_full_is_storage_full():
+    """The driver's DiskFull (SQLSTATE 53100), as SQLAlchemy wraps it, is answered 503 storage_full."""
+    error = OperationalError("INSERT ...", {}, psycopg.errors.DiskFull("could not extend file"))
+    condition = retryable(error)
+    assert condition is not None and condition.code == "storage_full"
+    other = OperationalError("SELECT ...", {}, psycopg.errors.UndefinedTable("no such table"))
+    assert retryable(other) is None
