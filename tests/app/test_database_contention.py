@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from live_server import LiveServer, closed_by_server
 from service_samples import lfw
 from sqlalchemy import create_engine, event, text
@@ -344,3 +345,17 @@ def test_postgres_disk_full_is_storage_full():
     assert condition is not None and condition.code == "storage_full"
     other = OperationalError("SELECT ...", {}, psycopg.errors.UndefinedTable("no such table"))
     assert retryable(other) is None
+
+
+def test_a_500_from_any_unexpected_error_says_connection_close(sqlite_client):
+    """Starlette raises the error again after the 500, and uvicorn then closes the connection."""
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    sqlite_client.app.add_api_route("/test-broken", broken)
+    # Without `with`: no second lifespan; the running app's is used.
+    answer = TestClient(sqlite_client.app, raise_server_exceptions=False).get("/test-broken")
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "internal_error"
+    assert answer.headers["connection"] == "close"
