@@ -99,6 +99,7 @@ def server(tmp_path):
         yield server, tmp_path / "live.db"
 
 
+@pytest.mark.slow
 def test_a_reader_delays_neither_a_delete_nor_other_writes(server):
     server, database = server
     with httpx.Client(base_url=server.url, timeout=120) as client:
@@ -128,6 +129,7 @@ def test_a_reader_delays_neither_a_delete_nor_other_writes(server):
         assert client.get(f"/v1/identities/{blair}").json()["face_count"] == 3
 
 
+@pytest.mark.slow
 def test_a_held_write_lock_is_a_503_database_busy_and_readyz_unready_until_released(server):
     server, database = server
     with httpx.Client(base_url=server.url, timeout=120) as client:
@@ -165,6 +167,7 @@ def raw_request(sock: socket.socket, method: str, path: str, body: bytes = b"") 
     return header
 
 
+@pytest.mark.slow
 def test_an_unexpected_database_error_says_connection_close_before_closing_it(server):
     """A 500 ends the connection: the answer says so, and the server does close it."""
     server, database = server
@@ -235,6 +238,7 @@ def fill(path: Path) -> None:
         os.fsync(file.fileno())
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_a_503_storage_full_and_readyz_unready_until_space_returns(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
