@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from facever.app import metrics
 from facever.app.db.errors import Retryable
 from facever.app.db.writable import write_problem
 
@@ -103,6 +104,7 @@ class _Background:
                 return
             self.running = True
             self.idle.clear()
+            metrics.ERASURE_PENDING.set(1)
         threading.Thread(target=self._run, name=self.name, daemon=True).start()
 
     def _run(self) -> None:
@@ -118,6 +120,7 @@ class _Background:
         with self.lock:
             self.running = False
             self.idle.set()
+            metrics.ERASURE_PENDING.set(0)
 
 
 def _erase_sqlite(engine: Engine, stopped: threading.Event) -> None:

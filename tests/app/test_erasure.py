@@ -130,10 +130,12 @@ def test_a_reader_on_an_old_snapshot_delays_erasure_not_the_delete_nor_other_wri
         assert erasure_pending(engine)  # the checkpoint waits for the reader, in the background
         time.sleep(0.5)
         assert erasure_pending(engine)  # ... as long as the reader holds its snapshot
+        assert "facever_erasure_pending 1.0" in client.get("/metrics").text
     finally:
         ending.cancel()
         reader.close()
     wait_for_erasure(engine)
+    assert "facever_erasure_pending 0.0" in client.get("/metrics").text
     assert files_holding(directory, templates[faces[0]]) == []
     assert files_holding(directory, templates[faces[1]])
 
