@@ -1,6 +1,8 @@
 """The one error envelope, ``{"error": {"code", "message"}, "request_id"}``, for every error.
 
-Bad input always ends here as a 4xx with a specific code; only a bug gives 500 ``internal_error``.
+Bad input always ends here as a 4xx with a specific code; a locked or full database is a 503 with a
+code and ``Retry-After`` (facever.app.db.errors); only a bug gives 500 ``internal_error``, which ends
+the connection and says so (``Connection: close``).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from facever.app.db.errors import retryable
 from facever.app.request_id import REQUEST_ID_HEADER, current_request_id, request_id_of
 from facever.app.schemas import VALIDATION_CODES
 from facever.model.errors import ErrorCode
@@ -139,15 +143,32 @@ def _allowed_methods(request: Request) -> list[str]:
     return allowed
 
 
+async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+    condition = retryable(exc)
+    if condition is None:
+        return await _unexpected_error(request, exc)
+    log.warning("%s %s: %s: %s", request.method, request.url.path, condition.code.value, exc.orig)
+    return error_response(
+        request, 503, condition.code, condition.message, {"Retry-After": str(condition.retry_after_s)}
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    # This handler runs outside RequestIdMiddleware: name the request for the log line explicitly.
+    # The handler of Exception runs in Starlette's ServerErrorMiddleware, outside RequestIdMiddleware:
+    # name the request for the log line explicitly.
     token = current_request_id.set(request_id_of(request.scope))
     try:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
     finally:
         current_request_id.reset(token)
+    # ServerErrorMiddleware raises the error again after this answer, and uvicorn then closes the
+    # connection: say so, or a keep-alive client sends its next request into a closing socket.
     return error_response(
-        request, 500, ErrorCode.INTERNAL_ERROR, "an internal error occurred; see the server log"
+        request,
+        500,
+        ErrorCode.INTERNAL_ERROR,
+        "an internal error occurred; see the server log",
+        {"Connection": "close"},
     )
 
 
@@ -167,4 +188,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ImageError, _image_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DBAPIError, _database_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)

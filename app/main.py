@@ -88,7 +88,7 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
             "Anyone who can reach this service can enroll, delete and identify faces. Local trials only."
         )
         log.warning("!" * 78)
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, settings.database_busy_timeout)
     log.info("database: %s", database.engine.url.render_as_string(hide_password=True))
     if settings.auto_migrate:
         upgrade(settings.database_url, database.engine)

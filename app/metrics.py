@@ -52,6 +52,12 @@ GALLERY_TEMPLATES = Gauge(
     "Templates of the current model in the in-memory gallery",
     multiprocess_mode="livemax",  # every process holds the same gallery: not a sum
 )
+ERASURE_PENDING = Gauge(
+    "facever_erasure_pending",
+    "1 while deleted templates may still be in the database's files: SQLite's erasure checkpoint waits "
+    "for a reader on an older snapshot, or PostgreSQL's VACUUM runs (see the README's erasure section)",
+    multiprocess_mode="livemax",
+)
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 

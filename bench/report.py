@@ -30,6 +30,8 @@ SECTIONS = (
     "gpu-torch",
     "quality",
     "alignment",
+    "db_contention",
+    "db_contention-before",
 )
 
 

@@ -99,7 +99,21 @@ class ErrorCode(StrEnum):
         "the process has FACEVER_MAX_CONNECTIONS open connections; see Retry-After",
     )
     UNAVAILABLE = "unavailable", 503, "the service is unavailable"
-    NOT_READY = "not_ready", 503, "/readyz: the model, the database or the gallery is not ready"
+    DATABASE_BUSY = (
+        "database_busy",
+        503,
+        "another writer held the database's lock for FACEVER_DATABASE_BUSY_TIMEOUT; retry after Retry-After",
+    )
+    STORAGE_FULL = (
+        "storage_full",
+        503,
+        "the database's disk (or its size limit) is full: nothing was stored; retry once space is freed",
+    )
+    NOT_READY = (
+        "not_ready",
+        503,
+        "/readyz: the model, the database (reachable and writable) or the gallery is not ready",
+    )
 
 
 def codes_of(status: int) -> list[ErrorCode]:

@@ -21,7 +21,7 @@ _HEADINGS = {
     422: "Bad input",
     429: "Too many requests",
     500: "Internal error",
-    503: "Overloaded",
+    503: "Overloaded or unavailable for a while",
 }
 
 

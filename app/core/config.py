@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         "sqlite:///./facever.db",
         description="SQLAlchemy URL: sqlite:///path (WAL mode) or postgresql+psycopg://user@host/db",
     )
+    database_busy_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a write waits for another writer's lock (SQLite's busy timeout, PostgreSQL's "
+        "lock_timeout) before the request is answered 503 database_busy",
+    )
     auto_migrate: bool = Field(True, description="apply the database migrations when the service starts")
     model: str = Field(
         "default",

@@ -23,7 +23,7 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
-    summary="Readiness: model loaded, database reachable, gallery loaded",
+    summary="Readiness: model loaded, database reachable and writable, gallery loaded",
     responses={
         503: {
             "model": ErrorResponse,
@@ -35,7 +35,8 @@ async def readyz(request: Request, service: ServiceDep) -> Health | Response:
     checks = {"model": "ok", "gallery": "ok" if service.gallery.version is not None else "not loaded"}
     try:
         await anyio.to_thread.run_sync(service.database.ping)
-        checks["database"] = "ok"
+        problem = await anyio.to_thread.run_sync(service.database.write_problem)
+        checks["database"] = "ok" if problem is None else f"not writable: {problem.code.value}"
     except Exception as exc:  # any driver error means "not reachable"
         checks["database"] = f"unreachable: {type(exc).__name__}"
     failing = {name: state for name, state in checks.items() if state != "ok"}

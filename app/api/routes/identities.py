@@ -76,7 +76,7 @@ def _identity_out(identity: Identity, counts: tuple[int, int]) -> IdentityOut:
     response_model=IdentityOut,
     summary="Create an identity",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 409, 413, 429) | IDENTITY_INPUT_ERRORS,
+    responses=error_responses(401, 403, 409, 413, 429, 503) | IDENTITY_INPUT_ERRORS,
 )
 def create_identity(body: IdentityCreate, service: ServiceDep) -> IdentityOut:
     _check_metadata_size(body.metadata, service.settings.max_metadata_bytes)
@@ -169,7 +169,7 @@ def get_identity(identity_id: IdentityId, service: ServiceDep) -> IdentityDetail
     description="Removes the identity and every template of it from the database; identify forgets it at "
     "once on this replica and within a second on the others.",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 404, 429) | IDENTITY_INPUT_ERRORS,
+    responses=error_responses(401, 403, 404, 429, 503) | IDENTITY_INPUT_ERRORS,
 )
 async def delete_identity(identity_id: IdentityId, service: ServiceDep) -> Response:
     if not await service.in_session(crud.delete_identity, identity_id):
@@ -183,7 +183,7 @@ async def delete_identity(identity_id: IdentityId, service: ServiceDep) -> Respo
     status_code=204,
     summary="Delete one face of an identity",
     dependencies=[AdminScope],
-    responses=error_responses(401, 403, 404, 429) | IDENTITY_INPUT_ERRORS,
+    responses=error_responses(401, 403, 404, 429, 503) | IDENTITY_INPUT_ERRORS,
 )
 async def delete_face(identity_id: IdentityId, face_id: FaceId, service: ServiceDep) -> Response:
     if not await service.in_session(crud.delete_face, identity_id, face_id):
