@@ -27,10 +27,27 @@ def upgrade(url: str | None = None, engine: Engine | None = None) -> None:
     own_engine = engine is None
     engine = engine or create_db_engine(url)
     try:
-        with engine.begin() as connection:
-            config = alembic_config(url)
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Outside a transaction, where SQLite honours it: a migration that copies a table
+                # (SQLite's only way to change some of it) drops the old one, which with foreign keys
+                # on would delete the rows that refer to it (ON DELETE CASCADE). Checked after.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    config = alembic_config(url)
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                    if sqlite:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        if broken:
+                            raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
     finally:
         if own_engine:
             engine.dispose()

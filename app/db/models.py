@@ -46,6 +46,8 @@ class UTCDateTime(TypeDecorator):
 
 class Identity(Base):
     __tablename__ = "identities"
+    # AUTOINCREMENT: SQLite must never reuse the id of a deleted identity (audit records name them by id).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(256))

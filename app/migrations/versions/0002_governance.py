@@ -1,5 +1,6 @@
-"""Biometric data governance: the key id of each encrypted template, identities' expiry, and the
-append-only audit trail (a trigger refuses every UPDATE of it).
+"""Biometric data governance: the key id of each encrypted template, identities' expiry, the
+append-only audit trail (a trigger refuses every UPDATE of it), and, on SQLite, identity ids that are
+never reused (AUTOINCREMENT), since audit records name identities by id.
 
 Revision ID: 0002_governance
 Revises: 0001
@@ -26,6 +27,8 @@ def upgrade() -> None:
     op.add_column("faces", sa.Column("key_id", sa.String(32), nullable=True))
     op.create_index("ix_faces_key_id", "faces", ["key_id"])
     op.add_column("identities", sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+    if op.get_bind().dialect.name == "sqlite":
+        _identities_autoincrement()
     op.create_index("ix_identities_expires_at", "identities", ["expires_at"])
 
     op.create_table(
@@ -71,6 +74,14 @@ def upgrade() -> None:
                 f"CREATE TRIGGER {table}_append_only BEFORE UPDATE ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END"
             )
+
+
+def _identities_autoincrement() -> None:
+    """SQLite gives a new row the highest id + 1, so deleting the newest identity let the next one take
+    its id; AUTOINCREMENT never reuses one. Adding it copies the table (a batch migration), which
+    facever.app.db.migrate runs with foreign keys off: dropping the old table must not cascade to faces."""
+    with op.batch_alter_table("identities", recreate="always", table_kwargs={"sqlite_autoincrement": True}):
+        pass
 
 
 def downgrade() -> None:
