@@ -6,8 +6,10 @@ start-up with a message naming it."""
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from facever.app.template_crypto import (
     TemplateKeyError,
     key_ring,
     new_key,
+    parse_key,
 )
 from facever.app.template_keys import rotate
 
@@ -242,3 +245,38 @@ def test_a_postgres_dump_holds_no_template_in_clear(database_url, start_app):
     assert result.rotated == 2 and result.remaining == {}
     dump = pg_dump(database_url)
     assert not any(holds(dump, plain) for plain in clear_rows + encrypted_rows)
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def facever(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FACEVER_")}
+    environment |= {f"FACEVER_{name.upper()}": value for name, value in settings.items()}
+    return subprocess.run(
+        [sys.executable, "-m", "facever.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=environment,
+    )
+
+
+def test_the_key_commands_and_serve_end_in_one_clear_line(apps, tmp_path):
+    made = [facever("keys", "new-template-key", cwd=tmp_path) for _ in range(2)]
+    assert [m.returncode for m in made] == [0, 0]
+    keys = [m.stdout.strip() for m in made]
+    assert keys[0] != keys[1] and all(KeyRing.of(parse_key(k, "test")) for k in keys)
+
+    _, directory = apps["encrypted"]
+    url = f"sqlite:///{directory / 'facever.db'}"
+    for args, settings, says in [
+        (("keys", "rotate-templates"), {}, "set FACEVER_TEMPLATE_KEY"),
+        (("serve", "--port", "9"), {}, f"encrypted under key ids {KEY_A_ID}"),
+        (("serve", "--port", "9"), {"template_key": KEY_B}, f"encrypted under key ids {KEY_A_ID}"),
+        (("serve", "--port", "9"), {"template_key": "xyz"}, "FACEVER_TEMPLATE_KEY is not a template key"),
+    ]:
+        result = facever(*args, cwd=tmp_path, database_url=url, **settings)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
