@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -74,6 +74,22 @@ def _check_text(value: str) -> str:
 
 
 StoredText = Annotated[str, AfterValidator(_check_text)]
+
+LATEST_YEAR = 9000  # beyond, a time can overflow the databases' and Python's range in some time zone
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A time with a zone, in UTC (SQLite compares stored times as text: they must share one zone)."""
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError("time_out_of_range", "the time is out of range") from None
+    if value.year > LATEST_YEAR:
+        raise PydanticCustomError("time_out_of_range", f"the time is after the year {LATEST_YEAR}")
+    return value
+
+
+UTCTime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 
 
 def _check_not_blank(value: str) -> str:
@@ -319,7 +335,7 @@ class IdentityCreate(BaseModel):
         description="any JSON object, stored as given: at most FACEVER_MAX_METADATA_BYTES (16 KiB) as JSON, "
         f"nested at most {MAX_METADATA_DEPTH} levels; no NUL characters, NaN or Infinity",
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: UTCTime | None = Field(
         None,
         description="when the service erases this identity and its templates by itself (with a time zone; in "
         "the future, and no later than FACEVER_IDENTITY_RETENTION_DAYS from now when that is set)",

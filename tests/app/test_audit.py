@@ -6,7 +6,7 @@ and the database refuses to; the retention setting deletes old ones."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from conftest import make_settings
@@ -156,6 +156,10 @@ def test_filters_and_paging(client, kiosk):
     recent = every_record(client, **window)
     assert [r["operation"] for r in recent] == ["identify", "identify", "enroll", "create_identity"]
     assert every_record(client, since=ended.isoformat()) == []
+    # The same window written in another time zone is the same window (SQLite compares times as text).
+    india = timezone(timedelta(hours=5, minutes=30))
+    shifted = {"since": started.astimezone(india).isoformat(), "until": ended.astimezone(india).isoformat()}
+    assert every_record(client, **shifted) == recent
 
     involving = every_record(client, identity_id=bush)
     assert [r["operation"] for r in involving] == ["identify", "identify", "enroll", "create_identity"]
@@ -174,7 +178,8 @@ def test_filters_and_paging(client, kiosk):
     for bad in (
         {"operation": "update"},
         {"since": "yesterday"},
-        {"since": "2026-01-01T00:00:00"},
+        {"since": "2026-01-01T00:00:00"},  # no time zone
+        {"since": "9999-12-31T23:59:59-14:00"},  # past the year 9999 in UTC
         {"limit": 0},
     ):
         response = client.get("/v1/audit", params=bad, headers=ADMIN)

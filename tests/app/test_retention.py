@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from conftest import make_settings
@@ -34,6 +34,7 @@ def test_expires_at_is_checked_at_creation(database_url, start_app):
         for expires_at, why in [
             ((datetime.now(UTC) - timedelta(minutes=1)).isoformat(), "in the future"),
             ((datetime.now(UTC) + timedelta(days=31)).isoformat(), "retention limit of 30 days"),
+            ("9999-12-31T23:59:59-14:00", "out of range"),
         ]:
             response = client.post(
                 "/v1/identities", json={"name": "x", "expires_at": expires_at}, headers=ADMIN
@@ -63,7 +64,8 @@ def test_expires_at_is_checked_at_creation(database_url, start_app):
 def test_an_expired_identity_is_erased_and_audited_without_a_request(database_url, start_app, tmp_path):
     with start_app(database_url, retention_sweep_interval=0.2) as client:
         database = client.app.state.service.database
-        leaving = create(client, "Colin Powell", expires_at=soon(3))
+        in_new_york = (datetime.now(UTC) + timedelta(seconds=3)).astimezone(timezone(timedelta(hours=-5)))
+        leaving = create(client, "Colin Powell", expires_at=in_new_york.isoformat())  # erased in 3 s, not 5 h
         enroll(client, leaving, [("Colin_Powell", 1), ("Colin_Powell", 2)])
         staying = create(client, "Colin Powell (kept)")
         enroll(client, staying, [("Colin_Powell", 3)])

@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from facever.app import audit
 from facever.app.api.deps import AdminScope, ServiceDep
 from facever.app.api.responses import IDENTITY_INPUT_ERRORS, error_responses
 from facever.app.db.models import AuditRecord
-from facever.app.schemas import AuditPage, AuditRecordOut, ModelInfo, StoredText
+from facever.app.schemas import AuditPage, AuditRecordOut, ModelInfo, StoredText, UTCTime
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -52,8 +51,8 @@ def _out(record: AuditRecord) -> AuditRecordOut:
 )
 def read_audit(
     service: ServiceDep,
-    since: Annotated[AwareDatetime | None, Query(description="records at or after this time")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="records before this time")] = None,
+    since: Annotated[UTCTime | None, Query(description="records at or after this time")] = None,
+    until: Annotated[UTCTime | None, Query(description="records before this time")] = None,
     operation: Annotated[
         audit.Operation | None,
         Query(description="only this operation"),
