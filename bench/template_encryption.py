@@ -1,13 +1,14 @@
 """Templates encrypted at rest: what FACEVER_TEMPLATE_KEY costs per enrollment and at gallery load.
 
 For each database (SQLite in a temporary folder; PostgreSQL too when FACEVER_BENCH_POSTGRES_URL or the
-test server at 127.0.0.1:5432 answers, in a schema of its own, dropped after), with and without a key:
+test server at 127.0.0.1:5432 answers, in a schema of its own, dropped after), two databases filled
+alike, one with a key and one without, timed in alternation:
 
 * enrollment: ``crud.add_templates`` of one template, as POST /v1/identities/{id}/faces stores one
   accepted face (the gallery version bump, the insert, the audit record, the commit), timed one at a
   time; also the bare AES-256-GCM encryption of one template;
 * gallery load: a fresh ``Gallery.sync()`` of N templates (what each server process does at start and
-  after falling behind the change log), the median of three loads.
+  after falling behind the change log), the median of five loads.
 
 Synthetic unit vectors of the model's embedding size; no model runs, no HTTP.
 """
@@ -27,7 +28,7 @@ import numpy as np
 
 SIZES = (10_000, 100_000)
 ENROLLMENTS = 300
-LOADS = 3
+LOADS = 5
 POSTGRES_URL = os.environ.get(
     "FACEVER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -84,7 +85,12 @@ def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return rows
 
 
-def measure(url: str, encrypted: bool, sizes: list[int], dim: int, enrollments: int) -> dict:
+KINDS = ("clear", "encrypted")
+
+
+def measure(urls: dict[str, str], sizes: list[int], dim: int, enrollments: int) -> dict:
+    """Two databases of the same kind, one per entry of KINDS, filled alike; every timing alternates
+    between them, so that both see the same machine (other work on it moves both alike)."""
     from facever.app import crud
     from facever.app.audit import Actor, AuditEntry
     from facever.app.db.migrate import upgrade
@@ -93,42 +99,50 @@ def measure(url: str, encrypted: bool, sizes: list[int], dim: int, enrollments: 
     from facever.app.stored_embeddings import ModelRef, TemplateCodec
     from facever.app.template_crypto import KeyRing, parse_key
 
-    codec = TemplateCodec(KeyRing.of(parse_key(KEY, "bench key")) if encrypted else None)
+    codecs = {"clear": TemplateCodec(), "encrypted": TemplateCodec(KeyRing.of(parse_key(KEY, "bench key")))}
     model = ModelRef("bench", "1")
     rng = np.random.default_rng(0)
-    database = Database(url)
+    databases = {kind: Database(urls[kind]) for kind in KINDS}
     try:
-        upgrade(url, database.engine)
-        with database.sessions() as session:
-            identity = crud.create_identity(session, "bench", None, {}).id
-        record = AuditEntry("enroll", Actor(None, "bench"), [identity], decision="enrolled")
-        times = []
-        for vector in unit_rows(rng, enrollments, dim):
-            started = time.perf_counter()
+        identities = {}
+        for kind, database in databases.items():
+            upgrade(urls[kind], database.engine)
             with database.sessions() as session:
-                crud.add_templates(session, identity, model, [crud.NewTemplate(vector, 0.99)], codec, record)
-            times.append(time.perf_counter() - started)
-        result = {"enroll_one_template": common.latency_stats(times), "loads": []}
+                identities[kind] = crud.create_identity(session, "bench", None, {}).id
+        times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        for vector in unit_rows(rng, enrollments, dim):
+            for kind, database in databases.items():
+                record = AuditEntry("enroll", Actor(None, "bench"), [identities[kind]], decision="enrolled")
+                templates = [crud.NewTemplate(vector, 0.99)]
+                started = time.perf_counter()
+                with database.sessions() as session:
+                    crud.add_templates(session, identities[kind], model, templates, codecs[kind], record)
+                times[kind].append(time.perf_counter() - started)
+        result: dict = {
+            kind: {"enroll_one_template": common.latency_stats(times[kind]), "loads": []} for kind in KINDS
+        }
         stored = enrollments
         for size in sizes:
             for start in range(stored, size, 1000):  # fill up to ``size`` in large transactions
-                vectors = unit_rows(rng, min(1000, size - start), dim)
-                with database.sessions() as session:
-                    crud.add_templates(
-                        session, identity, model, [crud.NewTemplate(v, 0.99) for v in vectors], codec
-                    )
+                templates = [crud.NewTemplate(v, 0.99) for v in unit_rows(rng, min(1000, size - start), dim)]
+                for kind, database in databases.items():
+                    with database.sessions() as session:
+                        crud.add_templates(session, identities[kind], model, templates, codecs[kind])
             stored = max(stored, size)
-            loads = []
+            loads: dict[str, list[float]] = {kind: [] for kind in KINDS}
             for _ in range(LOADS):
-                gallery = Gallery(database, model, dim, codec)
-                started = time.perf_counter()
-                gallery.sync()
-                loads.append(time.perf_counter() - started)
-                assert gallery.size == size, (gallery.size, size)
-            result["loads"].append({"templates": size, "load": common.latency_stats(loads)})
+                for kind, database in databases.items():
+                    gallery = Gallery(database, model, dim, codecs[kind])
+                    started = time.perf_counter()
+                    gallery.sync()
+                    loads[kind].append(time.perf_counter() - started)
+                    assert gallery.size == size, (gallery.size, size)
+            for kind in KINDS:
+                result[kind]["loads"].append({"templates": size, "load": common.latency_stats(loads[kind])})
         return result
     finally:
-        database.dispose()
+        for database in databases.values():
+            database.dispose()
 
 
 def cipher_cost(dim: int, n: int) -> dict:
@@ -162,11 +176,11 @@ def main() -> None:
 
     results: dict = {"cipher": cipher_cost(dim, 2000 if args.smoke else 20_000), "databases": {}}
     for name, make_url in databases.items():
-        for encrypted in (False, True):
-            label = f"{name}, {'encrypted' if encrypted else 'clear'}"
-            print(f"{label} ...", flush=True)
-            with make_url() as url:
-                results["databases"][label] = measure(url, encrypted, sizes, dim, enrollments)
+        print(f"{name} ...", flush=True)
+        with make_url() as clear_url, make_url() as encrypted_url:
+            both = measure({"clear": clear_url, "encrypted": encrypted_url}, sizes, dim, enrollments)
+        for kind in KINDS:
+            results["databases"][f"{name}, {kind}"] = both[kind]
 
     fmt = common.fmt
     rows = []
