@@ -556,6 +556,9 @@ class GalleryInfo(BaseModel):
     templates: int = Field(description="templates of the current model held in memory for identify")
     identities: int
     version: int | None = Field(description="the gallery version this replica has applied")
+    encrypted_at_rest: bool = Field(
+        False, description="templates are written encrypted (FACEVER_TEMPLATE_KEY is set); false: in clear"
+    )
 
 
 class Limits(BaseModel):

@@ -213,9 +213,11 @@ def test_a_postgres_dump_holds_no_template_in_clear(database_url, start_app):
     if make_url(database_url).get_backend_name() != "postgresql":
         pytest.skip("PostgreSQL only (SQLite: the file search above)")
     with start_app(database_url) as clear:  # before a key was set: stored in clear
+        assert clear.get("/v1/info", headers=VERIFY).json()["gallery"]["encrypted_at_rest"] is False
         powell = create(clear, "Colin Powell")
         enroll(clear, powell, PEOPLE["Colin Powell"])
     with start_app(database_url, template_key=KEY_A) as encrypted:
+        assert encrypted.get("/v1/info", headers=VERIFY).json()["gallery"]["encrypted_at_rest"] is True
         bush = create(encrypted, "George W. Bush")
         enroll(encrypted, bush, PEOPLE["George W. Bush"])
         assert encrypted.get(f"/v1/identities/{bush}", headers=ADMIN).json()["face_count"] == 3
