@@ -80,6 +80,11 @@ def _identities_autoincrement() -> None:
     """SQLite gives a new row the highest id + 1, so deleting the newest identity let the next one take
     its id; AUTOINCREMENT never reuses one. Adding it copies the table (a batch migration), which
     facever.app.db.migrate runs with foreign keys off: dropping the old table must not cascade to faces."""
+    if op.get_bind().exec_driver_sql("PRAGMA foreign_keys").scalar():
+        raise RuntimeError(
+            "this migration must run with SQLite's foreign keys off (else it deletes every face): "
+            "use `facever db upgrade`"
+        )
     with op.batch_alter_table("identities", recreate="always", table_kwargs={"sqlite_autoincrement": True}):
         pass
 
