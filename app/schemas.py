@@ -83,9 +83,9 @@ def _as_utc(value: datetime) -> datetime:
     try:
         value = value.astimezone(UTC)
     except OverflowError:
-        raise PydanticCustomError("time_out_of_range", "the time is out of range") from None
+        raise PydanticCustomError(ErrorCode.INVALID_REQUEST, "the time is out of range") from None
     if value.year > LATEST_YEAR:
-        raise PydanticCustomError("time_out_of_range", f"the time is after the year {LATEST_YEAR}")
+        raise PydanticCustomError(ErrorCode.INVALID_REQUEST, f"the time is after the year {LATEST_YEAR}")
     return value
 
 
