@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, Result, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Result, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -154,27 +154,29 @@ def add_templates(
     codec: TemplateCodec,
     record: AuditEntry | None = None,
 ) -> list[Face] | None:
-    """Store templates for an identity; None when the identity does not exist (any more). Encrypted,
-    the ciphertext is bound to the face id, known only once the row is inserted: the row goes in empty
-    and gets its template in the same transaction (the clear template is never written)."""
+    """Store templates for an identity; None when the identity does not exist (any more). The face ids
+    are reserved first: an encrypted template is bound to its face id, so each row is written once,
+    already encrypted."""
     version = _next_gallery_version(session)
     if session.get(Identity, identity_id) is None:
         session.rollback()
         return None
-    faces = [
-        Face(
-            identity_id=identity_id,
-            model_name=model.name,
-            model_version=model.version,
-            embedding=b"",
-            detection_score=template.detection_score,
+    faces = []
+    for face_id, template in zip(_reserve_face_ids(session, len(templates)), templates, strict=True):
+        embedding, key_id = codec.seal(template.embedding, face_id, identity_id)
+        faces.append(
+            Face(
+                id=face_id,
+                identity_id=identity_id,
+                model_name=model.name,
+                model_version=model.version,
+                embedding=embedding,
+                key_id=key_id,
+                detection_score=template.detection_score,
+            )
         )
-        for template in templates
-    ]
     session.add_all(faces)
     session.flush()
-    for face, template in zip(faces, templates, strict=True):
-        face.embedding, face.key_id = codec.seal(template.embedding, face.id, identity_id)
     session.add_all(GalleryChange(version=version, op="add_face", face_id=face.id) for face in faces)
     if record is not None:
         audit.add(session, replace(record, detail={**record.detail, "face_ids": [f.id for f in faces]}))
@@ -213,6 +215,24 @@ def delete_face(session: Session, identity_id: int, face_id: int, record: AuditE
     session.commit()
     erase_deleted(session.get_bind().engine)
     return True
+
+
+def _reserve_face_ids(session: Session, count: int) -> list[int]:
+    """Ids for ``count`` new faces, never used before. PostgreSQL: from the id sequence. SQLite: above
+    the highest ever given (AUTOINCREMENT's record, or the table's), which no one else can take before
+    this transaction commits: it holds the write lock since ``_next_gallery_version``."""
+    if not count:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        reserve = text("SELECT nextval(pg_get_serial_sequence('faces', 'id')) FROM generate_series(1, :n)")
+        return list(session.scalars(reserve, {"n": count}))
+    highest = session.scalar(
+        text(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'faces'), 0), "
+            "coalesce((SELECT max(id) FROM faces), 0))"
+        )
+    )
+    return list(range(highest + 1, highest + 1 + count))
 
 
 def _rowcount(result: Result[Any]) -> int:

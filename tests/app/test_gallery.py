@@ -130,3 +130,15 @@ def test_best_per_identity_matches_brute_force(k):
             best[identity] = index
     expected = sorted(best.values(), key=lambda index: -scores[index])[:k]
     assert list(chosen) == expected
+
+
+def test_a_face_id_is_never_given_twice(database):
+    """The gallery's change log names faces by id, and encrypted templates are bound to theirs: a new
+    face never takes the id of a deleted one, the newest included."""
+    rng = np.random.default_rng(3)
+    frank = new_identity(database, "frank")
+    first, newest = add(database, frank, unit(rng, 2))
+    with database.sessions() as session:
+        assert crud.delete_face(session, frank, newest)
+    (again,) = add(database, frank, unit(rng, 1))
+    assert again > newest > first
