@@ -9,8 +9,10 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
 from conftest import make_settings
 from governance_samples import create, enroll, holds
+from live_server import LiveServer
 from service_samples import ADMIN, VERIFY, lfw
 from sqlalchemy import select
 
@@ -158,3 +160,35 @@ def test_processes_sweeping_at_once_erase_and_record_each_identity_once(database
     finally:
         for database in databases:
             database.dispose()
+
+
+def test_a_server_of_two_processes_erases_and_records_each_expired_identity_once(database_url, tmp_path):
+    """Both worker processes sweep every 0.2 s, racing for the same identities."""
+    settings = {"database_url": database_url, "workers": "2", "retention_sweep_interval": "0.2"}
+    with LiveServer(tmp_path, **settings) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        assert len(server.worker_pids()) >= 2  # the two workers (and a helper process of uvicorn)
+        expiring = []
+        for n in range(5):
+            response = client.post("/v1/identities", json={"name": f"visitor {n}", "expires_at": soon(4)})
+            assert response.status_code == 201, response.text
+            expiring.append(response.json()["id"])
+        kept = client.post("/v1/identities", json={"name": "staff"}).json()["id"]
+
+        database = Database(database_url)
+        try:
+            deadline = time.monotonic() + 60  # watched in the database: no request while waiting
+            while time.monotonic() < deadline:
+                with database.sessions() as session:
+                    if not session.scalars(select(Identity.id).where(Identity.id.in_(expiring))).all():
+                        break
+                time.sleep(0.2)
+            time.sleep(1)  # a few more sweeps by both processes: they must not record anything again
+            with database.sessions() as session:
+                assert session.scalars(select(Identity.id).where(Identity.id.in_(expiring))).all() == []
+                assert session.get(Identity, kept) is not None
+            for identity in expiring:
+                assert len(expiry_records(database, identity)) == 1, identity
+        finally:
+            database.dispose()
+        erased = client.get("/v1/audit", params={"operation": "expire_identity"}).json()["items"]
+        assert sorted(i for r in erased for i in r["identity_ids"]) == sorted(expiring)
