@@ -17,6 +17,8 @@ from facever.app.ratelimit import AuthLimits
 class Principal:
     scope: str
     source: str  # "database", "environment" or "auth-disabled"
+    key_id: int | None = None  # api_keys.id of a database key
+    name: str = ""  # what the audit trail calls the key (never the key itself)
 
 
 class Authenticator:
@@ -28,7 +30,14 @@ class Authenticator:
         self.database = database
         self.limits = AuthLimits(settings)  # failed attempts per address, requests per key
         self._bootstrap = {
-            security.hash_key(key): scope for scope, keys in settings.bootstrap_keys().items() for key in keys
+            security.hash_key(key): Principal(
+                scope,
+                "environment",
+                None,
+                f"FACEVER_API_KEYS_{scope.upper()} {security.display_prefix(key)}...",
+            )
+            for scope, keys in settings.bootstrap_keys().items()
+            for key in keys
         }
 
     @property
@@ -38,15 +47,17 @@ class Authenticator:
     def authenticate(self, key: str | None) -> Principal | None:
         """The key's principal, or None for an unknown key. Blocking (database): call from a thread."""
         if not self.enabled:
-            return Principal("admin", "auth-disabled")
+            return Principal("admin", "auth-disabled", None, "no key (FACEVER_AUTH=disabled)")
         if not key:
             return None
         key_hash = security.hash_key(key)
         if key_hash in self._bootstrap:
-            return Principal(self._bootstrap[key_hash], "environment")
+            return self._bootstrap[key_hash]
         with self.database.sessions() as session:
-            scope = crud.scope_of_key_hash(session, key_hash)
-        return Principal(scope, "database") if scope else None
+            row = crud.key_of_hash(session, key_hash)
+        if row is None:
+            return None
+        return Principal(row.scope, "database", row.id, row.name or f"{row.key_prefix}...")
 
     def key_count(self) -> int:
         with self.database.sessions() as session:
@@ -57,7 +68,7 @@ def create_key_cli(scope: str, name: str) -> str:
     """``facever keys create``: store a new key's hash in the configured database, show the key once."""
     if scope not in security.SCOPES:
         raise ValueError(f"scope must be one of {', '.join(security.SCOPES)}, not {scope!r}")
-    with _migrated_database() as database, database.sessions() as session:
+    with migrated_database() as database, database.sessions() as session:
         row, key = crud.create_api_key(session, scope, name)
     label = f' "{name}"' if name else ""
     return (
@@ -69,7 +80,7 @@ def create_key_cli(scope: str, name: str) -> str:
 
 def list_keys_cli() -> str:
     """``facever keys list``: the stored keys, by id, with the first characters of each (never a key)."""
-    with _migrated_database() as database, database.sessions() as session:
+    with migrated_database() as database, database.sessions() as session:
         rows = crud.list_api_keys(session)
         lines = [
             f"#{row.id}  {row.scope:<6}  {row.key_prefix}...  {row.created_at:%Y-%m-%d %H:%M} UTC  {row.name}"
@@ -89,7 +100,7 @@ def list_keys_cli() -> str:
 def revoke_key_cli(key_id: int) -> str:
     """``facever keys revoke ID``: delete the key's hash; requests with it get 401 from then on (the
     service reads the table for every request)."""
-    with _migrated_database() as database, database.sessions() as session:
+    with migrated_database() as database, database.sessions() as session:
         row = crud.delete_api_key(session, key_id)
     if row is None:
         raise LookupError(f"no API key #{key_id} (facever keys list shows them)")
@@ -98,7 +109,7 @@ def revoke_key_cli(key_id: int) -> str:
 
 
 @contextmanager
-def _migrated_database() -> Iterator[Database]:
+def migrated_database() -> Iterator[Database]:
     from facever.app.db.migrate import upgrade
 
     settings = get_settings()

@@ -4,18 +4,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, Result, delete, func, select, update
+from sqlalchemy import CursorResult, Result, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from facever.app import audit
+from facever.app.audit import AuditEntry
 from facever.app.core import security
 from facever.app.db.models import ApiKey, Face, GalleryChange, GalleryState, Identity
 from facever.app.db.session import erase_deleted
-from facever.app.stored_embeddings import ModelRef, from_bytes, to_bytes
+from facever.app.stored_embeddings import ModelRef, TemplateCodec
 
 # Versions of the change log kept for replicas catching up; one further behind reloads the gallery.
 CHANGE_LOG_KEEP = 10_000
@@ -36,16 +39,41 @@ class NewTemplate:
 
 
 def create_identity(
-    session: Session, name: str, external_id: str | None, attributes: dict[str, Any]
+    session: Session,
+    name: str,
+    external_id: str | None,
+    attributes: dict[str, Any],
+    expires_at: datetime | None = None,
+    record: AuditEntry | None = None,
 ) -> Identity:
-    identity = Identity(name=name, external_id=external_id, attributes=attributes)
+    identity = Identity(name=name, external_id=external_id, attributes=attributes, expires_at=expires_at)
     session.add(identity)
     try:
+        session.flush()
+        if record is not None:
+            audit.add(session, replace(record, identity_ids=[identity.id]))
         session.commit()
     except IntegrityError:
         session.rollback()
         raise ExternalIdTaken(external_id) from None
     return identity
+
+
+def expires_at(identity: Identity, retention_days: int) -> datetime | None:
+    """When the service erases the identity: its own expires_at or FACEVER_IDENTITY_RETENTION_DAYS after
+    its creation, whichever comes first; None when neither applies."""
+    times = [identity.expires_at] if identity.expires_at is not None else []
+    if retention_days:
+        times.append(identity.created_at + timedelta(days=retention_days))
+    return min(times) if times else None
+
+
+def expired_identities(session: Session, now: datetime, retention_days: int, limit: int) -> list[Identity]:
+    """Identities past their expiry (see ``expires_at``), oldest first."""
+    expired = Identity.expires_at <= now
+    if retention_days:
+        expired = or_(expired, Identity.created_at <= now - timedelta(days=retention_days))
+    return list(session.scalars(select(Identity).where(expired).order_by(Identity.id).limit(limit)))
 
 
 def get_identity(session: Session, identity_id: int) -> Identity | None:
@@ -104,11 +132,11 @@ def faces_of(session: Session, identity_id: int) -> list[Face]:
 
 
 def templates_of(
-    session: Session, identity_id: int, model: ModelRef, dim: int
+    session: Session, identity_id: int, model: ModelRef, dim: int, codec: TemplateCodec
 ) -> tuple[list[int], np.ndarray]:
     """Face ids and (N, dim) templates of one identity made by ``model``; other models' are left out."""
     rows = session.execute(
-        select(Face.id, Face.embedding)
+        select(Face.id, Face.identity_id, Face.embedding, Face.key_id)
         .where(
             Face.identity_id == identity_id,
             Face.model_name == model.name,
@@ -116,50 +144,66 @@ def templates_of(
         )
         .order_by(Face.id)
     ).all()
-    return [row.id for row in rows], from_bytes([row.embedding for row in rows], dim)
+    return [row.id for row in rows], codec.open(rows, dim)
 
 
 def add_templates(
-    session: Session, identity_id: int, model: ModelRef, templates: Sequence[NewTemplate]
+    session: Session,
+    identity_id: int,
+    model: ModelRef,
+    templates: Sequence[NewTemplate],
+    codec: TemplateCodec,
+    record: AuditEntry | None = None,
 ) -> list[Face] | None:
-    """Store templates for an identity; None when the identity does not exist (any more)."""
+    """Store templates for an identity; None when the identity does not exist (any more). The face ids
+    are reserved first: an encrypted template is bound to its face id, so each row is written once,
+    already encrypted."""
     version = _next_gallery_version(session)
     if session.get(Identity, identity_id) is None:
         session.rollback()
         return None
-    faces = [
-        Face(
-            identity_id=identity_id,
-            model_name=model.name,
-            model_version=model.version,
-            embedding=to_bytes(template.embedding),
-            detection_score=template.detection_score,
-            quality=template.quality,
+    faces = []
+    for face_id, template in zip(_reserve_face_ids(session, len(templates)), templates, strict=True):
+        embedding, key_id = codec.seal(template.embedding, face_id, identity_id)
+        faces.append(
+            Face(
+                id=face_id,
+                identity_id=identity_id,
+                model_name=model.name,
+                model_version=model.version,
+                embedding=embedding,
+                key_id=key_id,
+                detection_score=template.detection_score,
+                quality=template.quality,
+            )
         )
-        for template in templates
-    ]
     session.add_all(faces)
     session.flush()
     session.add_all(GalleryChange(version=version, op="add_face", face_id=face.id) for face in faces)
+    if record is not None:
+        audit.add(session, replace(record, detail={**record.detail, "face_ids": [f.id for f in faces]}))
     session.commit()
     return faces
 
 
-def delete_identity(session: Session, identity_id: int) -> bool:
-    """Delete an identity and every template of it (of any model)."""
+def delete_identity(session: Session, identity_id: int, record: AuditEntry | None = None) -> bool:
+    """Delete an identity and every template of it (of any model). False when there is no such identity
+    (any more): then nothing is recorded, so that racing deleters leave one audit record."""
     version = _next_gallery_version(session)
-    session.execute(delete(Face).where(Face.identity_id == identity_id))
+    removed_faces = _rowcount(session.execute(delete(Face).where(Face.identity_id == identity_id)))
     deleted = _rowcount(session.execute(delete(Identity).where(Identity.id == identity_id)))
     if not deleted:
         session.rollback()
         return False
     session.add(GalleryChange(version=version, op="remove_identity", identity_id=identity_id))
+    if record is not None:
+        audit.add(session, replace(record, detail={**record.detail, "templates_erased": removed_faces}))
     session.commit()
     erase_deleted(session.get_bind().engine)
     return True
 
 
-def delete_face(session: Session, identity_id: int, face_id: int) -> bool:
+def delete_face(session: Session, identity_id: int, face_id: int, record: AuditEntry | None = None) -> bool:
     version = _next_gallery_version(session)
     deleted = _rowcount(
         session.execute(delete(Face).where(Face.id == face_id, Face.identity_id == identity_id))
@@ -168,9 +212,29 @@ def delete_face(session: Session, identity_id: int, face_id: int) -> bool:
         session.rollback()
         return False
     session.add(GalleryChange(version=version, op="remove_face", face_id=face_id))
+    if record is not None:
+        audit.add(session, record)
     session.commit()
     erase_deleted(session.get_bind().engine)
     return True
+
+
+def _reserve_face_ids(session: Session, count: int) -> list[int]:
+    """Ids for ``count`` new faces, never used before. PostgreSQL: from the id sequence. SQLite: above
+    the highest ever given (AUTOINCREMENT's record, or the table's), which no one else can take before
+    this transaction commits: it holds the write lock since ``_next_gallery_version``."""
+    if not count:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        reserve = text("SELECT nextval(pg_get_serial_sequence('faces', 'id')) FROM generate_series(1, :n)")
+        return list(session.scalars(reserve, {"n": count}))
+    highest = session.scalar(
+        text(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'faces'), 0), "
+            "coalesce((SELECT max(id) FROM faces), 0))"
+        )
+    )
+    return list(range(highest + 1, highest + 1 + count))
 
 
 def _rowcount(result: Result[Any]) -> int:
@@ -207,8 +271,8 @@ def create_api_key(session: Session, scope: str, name: str) -> tuple[ApiKey, str
     return row, key
 
 
-def scope_of_key_hash(session: Session, key_hash: str) -> str | None:
-    return session.scalar(select(ApiKey.scope).where(ApiKey.key_hash == key_hash))
+def key_of_hash(session: Session, key_hash: str) -> ApiKey | None:
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
 
 
 def count_api_keys(session: Session) -> int:
@@ -226,3 +290,36 @@ def delete_api_key(session: Session, key_id: int) -> ApiKey | None:
         session.delete(row)
         session.commit()
     return row
+
+
+# -- template keys ---------------------------------------------------------------------------------
+
+
+def key_ids_in_use(session: Session) -> dict[str | None, int]:
+    """Template key id (None: in clear) -> how many stored templates use it."""
+    rows = session.execute(select(Face.key_id, func.count()).group_by(Face.key_id))
+    return {key_id: count for key_id, count in rows}
+
+
+def faces_not_under(session: Session, key_id: str, after_id: int, limit: int) -> list[Any]:
+    """The next ``limit`` faces (by id, above ``after_id``) whose template is not under ``key_id``."""
+    return list(
+        session.execute(
+            select(Face.id, Face.identity_id, Face.embedding, Face.key_id)
+            .where(Face.id > after_id, or_(Face.key_id.is_(None), Face.key_id != key_id))
+            .order_by(Face.id)
+            .limit(limit)
+        )
+    )
+
+
+def replace_template(
+    session: Session, face_id: int, old_key_id: str | None, blob: bytes, key_id: str
+) -> bool:
+    """Store a face's template re-encrypted; only if it is still under ``old_key_id`` (a row deleted or
+    rotated meanwhile is left alone). The template's value is unchanged, so the gallery is not told."""
+    old = Face.key_id.is_(None) if old_key_id is None else Face.key_id == old_key_id
+    result = session.execute(
+        update(Face).where(Face.id == face_id, old).values(embedding=blob, key_id=key_id)
+    )
+    return _rowcount(result) == 1

@@ -42,7 +42,7 @@ from sqlalchemy import select
 from facever.app import metrics
 from facever.app.db.models import Face, GalleryChange, GalleryState
 from facever.app.db.session import Database
-from facever.app.stored_embeddings import ModelRef, from_bytes
+from facever.app.stored_embeddings import ModelRef, TemplateCodec
 from facever.model.matching import Match, TemplateIndex
 
 log = logging.getLogger("facever.gallery")
@@ -51,10 +51,11 @@ _IN_CHUNK = 1000  # ids per IN (...) query
 
 
 class Gallery:
-    def __init__(self, database: Database, model: ModelRef, dim: int):
+    def __init__(self, database: Database, model: ModelRef, dim: int, codec: TemplateCodec | None = None):
         self.database = database
         self.model = model
         self.dim = dim
+        self.codec = codec or TemplateCodec()  # templates are decrypted once, as they are loaded
         self.version: int | None = None  # gallery_state.version this copy reflects; None = not loaded
         self.index = TemplateIndex(dim)
         self._sync_lock = threading.Lock()
@@ -88,12 +89,12 @@ class Gallery:
         # templates already and are applied again on the next sync, which is harmless (idempotent).
         version = session.scalar(select(GalleryState.version).where(GalleryState.id == 1))
         rows = session.execute(
-            select(Face.id, Face.identity_id, Face.embedding)
+            select(Face.id, Face.identity_id, Face.embedding, Face.key_id)
             .where(Face.model_name == self.model.name, Face.model_version == self.model.version)
             .order_by(Face.id)
         ).all()
         self.index.replace(
-            from_bytes([row.embedding for row in rows], self.dim),
+            self.codec.open(rows, self.dim),
             np.array([row.id for row in rows], np.int64),
             np.array([row.identity_id for row in rows], np.int64),
         )
@@ -114,21 +115,21 @@ class Gallery:
         removed_faces = np.array([c.face_id for c in changes if c.op == "remove_face"], np.int64)
         removed_identities = np.array([c.identity_id for c in changes if c.op == "remove_identity"], np.int64)
 
-        new_ids, new_identities, new_blobs = [], [], []
+        new_rows = []
         for start in range(0, len(added), _IN_CHUNK):
             # Faces deleted since they were logged are simply not found; their removal is logged too.
-            for row in session.execute(
-                select(Face.id, Face.identity_id, Face.embedding).where(
+            new_rows += session.execute(
+                select(Face.id, Face.identity_id, Face.embedding, Face.key_id).where(
                     Face.id.in_(added[start : start + _IN_CHUNK]),
                     Face.model_name == self.model.name,
                     Face.model_version == self.model.version,
                 )
-            ):
-                new_ids.append(row.id)
-                new_identities.append(row.identity_id)
-                new_blobs.append(row.embedding)
+            ).all()
+        templates = self.codec.open(new_rows, self.dim)
         self.index.remove(removed_faces, removed_identities)
-        self.index.add(from_bytes(new_blobs, self.dim), np.array(new_ids, np.int64), new_identities)
+        self.index.add(
+            templates, np.array([r.id for r in new_rows], np.int64), [r.identity_id for r in new_rows]
+        )
         self.version = changes[-1].version
         return True
 

@@ -13,9 +13,9 @@ import anyio
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from facever.app import metrics
+from facever.app import metrics, retention, template_crypto
 from facever.app.analysis import FaceAnalyser
-from facever.app.api.routes import health, identify, identities, info, verify
+from facever.app.api.routes import audit, health, identify, identities, info, verify
 from facever.app.auth import Authenticator
 from facever.app.body_limit import BodyLimitMiddleware
 from facever.app.connections import HardenedHTTPProtocol
@@ -28,7 +28,8 @@ from facever.app.log import configure_logging
 from facever.app.metrics import MetricsMiddleware
 from facever.app.request_id import RequestIdMiddleware
 from facever.app.service import Service
-from facever.app.stored_embeddings import ModelRef
+from facever.app.stored_embeddings import ModelRef, TemplateCodec
+from facever.app.template_keys import check_stored_templates
 from facever.app.webui import install_ui
 from facever.model.images import ImageLimits
 from facever.model.runtime import FacePipeline
@@ -52,12 +53,14 @@ def create_app(settings: Settings | None = None, pipeline: FacePipeline | None =
         service = await anyio.to_thread.run_sync(_start_service, settings, pipeline)
         app.state.service = service
         poller = asyncio.create_task(_poll_gallery(service))
+        sweeper = asyncio.create_task(_sweep_retention(service))
         try:
             yield
         finally:
-            poller.cancel()
-            with suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, sweeper):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             service.analyser.close()
             service.database.dispose()
             metrics.process_exits()
@@ -68,7 +71,7 @@ def create_app(settings: Settings | None = None, pipeline: FacePipeline | None =
         title="facever", version="1", description=DESCRIPTION, lifespan=lifespan, static_url=DOCS_ASSETS
     )
     # Each router carries its full prefix, so that route templates (metrics labels) are complete paths.
-    for module in (verify, identities, identify, info, health):
+    for module in (verify, identities, identify, audit, info, health):
         app.include_router(module.router)
     install_ui(app)  # the web page at /ui/ ('/' redirects there)
     install_error_handlers(app)
@@ -88,10 +91,15 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
             "Anyone who can reach this service can enroll, delete and identify faces. Local trials only."
         )
         log.warning("!" * 78)
+    # A malformed key, or templates under a key that is not configured, stop the start here (before
+    # the model loads), with a message naming the setting: never a silent fallback to clear text.
+    codec = TemplateCodec(template_crypto.key_ring(settings))
     database = Database(settings.database_url, settings.database_busy_timeout)
     log.info("database: %s", database.engine.url.render_as_string(hide_password=True))
     if settings.auto_migrate:
         upgrade(settings.database_url, database.engine)
+    templates_line = check_stored_templates(database, codec)
+    (log.info if codec.encrypts else log.warning)(templates_line)
     if pipeline is None:
         pipeline = FacePipeline(
             settings.resolved_model_dir,
@@ -110,7 +118,7 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
         settings.resolved_ort_threads,
         f"window {batch_window_s * 1000:g} ms, up to {settings.max_batch} faces" if batch_window_s else "off",
     )
-    gallery = Gallery(database, ModelRef.of(pipeline.card), pipeline.card.embedding_size)
+    gallery = Gallery(database, ModelRef.of(pipeline.card), pipeline.card.embedding_size, codec)
     gallery.sync()
     authenticator = Authenticator(settings, database)
     if authenticator.enabled and authenticator.key_count() == 0:
@@ -125,7 +133,15 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
         batch_window_s,
         settings.max_batch,
     )
-    return Service(settings, database, pipeline, analyser, gallery, authenticator)
+    return Service(settings, database, pipeline, analyser, gallery, authenticator, codec)
+
+
+def _check_template_keys(settings: Settings) -> None:
+    database = Database(settings.database_url)
+    try:
+        check_stored_templates(database, TemplateCodec(template_crypto.key_ring(settings)))
+    finally:
+        database.dispose()
 
 
 async def _poll_gallery(service: Service) -> None:
@@ -144,6 +160,25 @@ async def _poll_gallery(service: Service) -> None:
                     "gallery sync failed; retrying every %.1f s", service.settings.gallery_poll_interval
                 )
             failing = True
+
+
+async def _sweep_retention(service: Service) -> None:
+    """Erase expired identities and old audit records (see facever.app.retention), at start and then
+    every FACEVER_RETENTION_SWEEP_INTERVAL seconds."""
+    failing = False
+    while True:
+        try:
+            result = await anyio.to_thread.run_sync(retention.sweep, service.settings, service.database)
+            if result.erased_identities:
+                await service.sync_gallery()
+            failing = False
+        except Exception:
+            if not failing:
+                log.exception(
+                    "retention sweep failed; retrying every %.1f s", service.settings.retention_sweep_interval
+                )
+            failing = True
+        await asyncio.sleep(service.settings.retention_sweep_interval)
 
 
 def serve_app() -> FastAPI:
@@ -167,6 +202,7 @@ def run(host: str | None = None, port: int | None = None, workers: int | None = 
     configure_logging(settings.log_level)
     if settings.auto_migrate:  # once here, so that several workers do not race to migrate
         upgrade(settings.database_url)
+    _check_template_keys(settings)  # a wrong or missing key: one clear error before any worker starts
     if workers is not None:
         # Every worker reads the settings again: the layout it derives must match this count.
         os.environ["FACEVER_WORKERS"] = str(workers)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from facever.app.core.config import MultiFacePolicy
@@ -74,6 +74,22 @@ def _check_text(value: str) -> str:
 
 
 StoredText = Annotated[str, AfterValidator(_check_text)]
+
+LATEST_YEAR = 9000  # beyond, a time can overflow the databases' and Python's range in some time zone
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A time with a zone, in UTC (SQLite compares stored times as text: they must share one zone)."""
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(ErrorCode.INVALID_REQUEST, "the time is out of range") from None
+    if value.year > LATEST_YEAR:
+        raise PydanticCustomError(ErrorCode.INVALID_REQUEST, f"the time is after the year {LATEST_YEAR}")
+    return value
+
+
+UTCTime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 
 
 def _check_not_blank(value: str) -> str:
@@ -319,6 +335,11 @@ class IdentityCreate(BaseModel):
         description="any JSON object, stored as given: at most FACEVER_MAX_METADATA_BYTES (16 KiB) as JSON, "
         f"nested at most {MAX_METADATA_DEPTH} levels; no NUL characters, NaN or Infinity",
     )
+    expires_at: UTCTime | None = Field(
+        None,
+        description="when the service erases this identity and its templates by itself (with a time zone; in "
+        "the future, and no later than FACEVER_IDENTITY_RETENTION_DAYS from now when that is set)",
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -336,6 +357,10 @@ class IdentityOut(BaseModel):
         description="templates made by other models: never compared; enroll the faces again to use them"
     )
     created_at: datetime
+    expires_at: datetime | None = Field(
+        description="when the service erases the identity by itself (its own expires_at or "
+        "FACEVER_IDENTITY_RETENTION_DAYS after created_at, whichever is first); null = kept until deleted"
+    )
 
 
 class FaceRecord(BaseModel):
@@ -535,6 +560,9 @@ class GalleryInfo(BaseModel):
     templates: int = Field(description="templates of the current model held in memory for identify")
     identities: int
     version: int | None = Field(description="the gallery version this replica has applied")
+    encrypted_at_rest: bool = Field(
+        False, description="templates are written encrypted (FACEVER_TEMPLATE_KEY is set); false: in clear"
+    )
 
 
 class Limits(BaseModel):
@@ -584,3 +612,33 @@ class InfoResponse(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] | None = Field(None, exclude_if=lambda v: v is None)
+
+
+class AuditRecordOut(BaseModel):
+    id: int
+    at: datetime
+    operation: str = Field(
+        description="verify, identity_verify, identify, create_identity, enroll, "
+        "delete_identity, delete_face or expire_identity (erased by retention)"
+    )
+    api_key_id: int | None = Field(
+        description="the key's id (facever keys list); null for keys from the "
+        "environment and for the service's own erasures"
+    )
+    api_key_name: str = Field(description="the key's name (never the key), or who else acted")
+    identity_ids: list[int] = Field(description="identities involved (identify: those returned)")
+    decision: str | None = Field(
+        description="match / no_match, enrolled / rejected, created, deleted, erased"
+    )
+    score: float | None
+    threshold: float | None
+    model: ModelInfo | None
+    request_id: str | None
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditRecordOut] = Field(description="newest first")
+    next_before_id: int | None = Field(
+        description="pass as before_id for the next (older) page; null when this is the last"
+    )

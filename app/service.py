@@ -14,7 +14,7 @@ from facever.app.auth import Authenticator
 from facever.app.core.config import MultiFacePolicy, Settings
 from facever.app.db.session import Database
 from facever.app.gallery import Gallery
-from facever.app.stored_embeddings import ModelRef
+from facever.app.stored_embeddings import ModelRef, TemplateCodec
 from facever.model.runtime import FacePipeline
 
 T = TypeVar("T")
@@ -28,6 +28,7 @@ class Service:
     analyser: FaceAnalyser
     gallery: Gallery
     authenticator: Authenticator
+    codec: TemplateCodec  # stored templates, encrypted or in clear
 
     @property
     def model(self) -> ModelRef:

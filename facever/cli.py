@@ -141,8 +141,13 @@ def serve(
     _check_database()
     _check_device()
     from facever.app.main import run
+    from facever.app.template_crypto import TemplateKeyError
 
-    run(host=host, port=port, workers=workers)
+    try:
+        run(host=host, port=port, workers=workers)
+    except TemplateKeyError as exc:
+        typer.echo(f"facever: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -333,6 +338,32 @@ def keys_revoke(
     try:
         typer.echo(revoke_key_cli(key_id))
     except LookupError as exc:
+        typer.echo(f"facever: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@keys_app.command("new-template-key")
+def keys_new_template_key() -> None:
+    """Print a new random key for FACEVER_TEMPLATE_KEY (templates encrypted at rest); nothing is stored."""
+    from facever.app.template_crypto import new_key
+
+    typer.echo(new_key())
+
+
+@keys_app.command("rotate-templates")
+def keys_rotate_templates(
+    batch: Annotated[int, typer.Option(help="templates re-encrypted per transaction", min=1)] = 500,
+) -> None:
+    """Re-encrypt every stored template under the current FACEVER_TEMPLATE_KEY (also those stored in
+    clear), while the service runs; FACEVER_TEMPLATE_PREVIOUS_KEYS must hold the keys they are under."""
+    _logging()
+    _check_database()
+    from facever.app.template_crypto import TemplateDecryptionError, TemplateKeyError
+    from facever.app.template_keys import rotate_cli
+
+    try:
+        typer.echo(rotate_cli(batch))
+    except (TemplateKeyError, TemplateDecryptionError) as exc:
         typer.echo(f"facever: {exc}", err=True)
         raise typer.Exit(1) from None
 

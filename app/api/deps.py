@@ -68,6 +68,7 @@ def require_scope(needed: security.Scope):
                 ErrorCode.INSUFFICIENT_SCOPE,
                 f"this needs a key with scope {needed}; the key has scope {principal.scope}",
             )
+        request.state.principal = principal  # for the audit trail (facever.app.api.auditing)
         return principal
 
     return check

@@ -96,6 +96,36 @@ class Settings(BaseSettings):
         SecretStr(""), description="comma-separated bootstrap keys with scope verify (kept only as hashes)"
     )
 
+    template_key: SecretStr = Field(
+        SecretStr(""),
+        description="key that encrypts stored templates (AES-256-GCM): 32 random bytes in base64, from "
+        "`facever keys new-template-key`; empty = templates stored in clear (said at start-up)",
+    )
+    template_key_file: Path | None = Field(
+        None,
+        description="a file holding the template key instead (first line; further lines: previous keys), "
+        "e.g. a Docker secret",
+    )
+    template_previous_keys: SecretStr = Field(
+        SecretStr(""),
+        description="comma-separated earlier template keys, still read (never written) until "
+        "`facever keys rotate-templates` has moved every template to the current key",
+    )
+    audit_retention_days: int = Field(
+        0, ge=0, description="audit records older than this many days are deleted; 0 = kept forever"
+    )
+    identity_retention_days: int = Field(
+        0,
+        ge=0,
+        description="identities (with all their templates) are erased this many days after their creation; "
+        "0 = kept until deleted (or until their own expires_at)",
+    )
+    retention_sweep_interval: float = Field(
+        60.0,
+        gt=0,
+        description="seconds between the service's sweeps for expired identities and audit records",
+    )
+
     max_image_bytes: int = Field(10 * MIB, gt=0, description="largest accepted image file (413 above)")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image, width x height")
     max_request_bytes: int = Field(32 * MIB, gt=0, description="largest request body (413 above)")

@@ -38,6 +38,12 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        # SQLite keeps a time as text without its zone, and compares it as text: store UTC only.
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value
+
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
@@ -46,6 +52,8 @@ class UTCDateTime(TypeDecorator):
 
 class Identity(Base):
     __tablename__ = "identities"
+    # AUTOINCREMENT: SQLite must never reuse the id of a deleted identity (audit records name them by id).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(256))
@@ -53,6 +61,9 @@ class Identity(Base):
     # "metadata" is reserved by SQLAlchemy's declarative classes, hence another attribute name.
     attributes: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
+    # Erased by the service at this time (facever.app.retention); None = kept until deleted, or until
+    # FACEVER_IDENTITY_RETENTION_DAYS after created_at when that is set.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class Face(Base):
@@ -66,7 +77,9 @@ class Face(Base):
     identity_id: Mapped[int] = mapped_column(Id, ForeignKey("identities.id", ondelete="CASCADE"), index=True)
     model_name: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(64))
-    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, unit length
+    # float32, little-endian, unit length; encrypted when key_id is set (facever.app.template_crypto)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str | None] = mapped_column(String(32), index=True)
     detection_score: Mapped[float] = mapped_column(Float)
     # The face's overall quality score (0..1) at enrollment; None for faces enrolled before it was kept.
     quality: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -104,3 +117,37 @@ class GalleryChange(Base):
     op: Mapped[str] = mapped_column(String(16))  # add_face | remove_face | remove_identity
     face_id: Mapped[int | None] = mapped_column(BigInteger)
     identity_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AuditRecord(Base):
+    """One decision or change: who (API key) did what to whom, with which result. Append-only: the
+    database refuses UPDATE (a trigger, see the migration 0002); only the retention sweep deletes.
+    Never an image or a template."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    operation: Mapped[str] = mapped_column(String(32), index=True)
+    api_key_id: Mapped[int | None] = mapped_column(BigInteger, index=True)  # api_keys.id; None: not stored
+    api_key_name: Mapped[str] = mapped_column(String(300))
+    identity_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    decision: Mapped[str | None] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AuditIdentity(Base):
+    """The identities an audit record involves, one row each, so that records are found by identity."""
+
+    __tablename__ = "audit_identities"
+
+    audit_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("audit_records.id", ondelete="CASCADE"), primary_key=True
+    )
+    identity_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)

@@ -44,10 +44,13 @@ def run_online() -> None:
     if connection is not None:
         run_on(connection)
         return
+    from facever.app.db.migrate import foreign_keys_off
+
     engine = create_db_engine(database_url())
     try:
-        with engine.begin() as connection:
+        with engine.connect() as connection, foreign_keys_off(connection):
             run_on(connection)
+            connection.commit()
     finally:
         engine.dispose()
 

@@ -12,7 +12,7 @@ from facever.app.db.migrate import upgrade
 from facever.app.db.models import GalleryChange
 from facever.app.db.session import Database
 from facever.app.gallery import Gallery
-from facever.app.stored_embeddings import ModelRef
+from facever.app.stored_embeddings import ModelRef, TemplateCodec
 from facever.model.matching import best_per_identity
 
 DIM = 16
@@ -36,7 +36,11 @@ def database(database_url) -> Database:
 def add(database: Database, identity_id: int, vectors: np.ndarray, model: ModelRef = CURRENT) -> list[int]:
     with database.sessions() as session:
         faces = crud.add_templates(
-            session, identity_id, model, [crud.NewTemplate(vector, 0.99) for vector in vectors]
+            session,
+            identity_id,
+            model,
+            [crud.NewTemplate(vector, 0.99) for vector in vectors],
+            TemplateCodec(),
         )
     return [face.id for face in faces]
 
@@ -68,7 +72,7 @@ def test_search_scores_each_identity_by_its_best_template(database):
     assert gallery.search(-alice_vectors[1], top_k=5, min_score=1.0) == []
 
     with database.sessions() as session:
-        ids, templates = crud.templates_of(session, carol, CURRENT, DIM)
+        ids, templates = crud.templates_of(session, carol, CURRENT, DIM, TemplateCodec())
     assert ids == [] and templates.shape == (0, DIM)
 
 
@@ -126,3 +130,15 @@ def test_best_per_identity_matches_brute_force(k):
             best[identity] = index
     expected = sorted(best.values(), key=lambda index: -scores[index])[:k]
     assert list(chosen) == expected
+
+
+def test_a_face_id_is_never_given_twice(database):
+    """The gallery's change log names faces by id, and encrypted templates are bound to theirs: a new
+    face never takes the id of a deleted one, the newest included."""
+    rng = np.random.default_rng(3)
+    frank = new_identity(database, "frank")
+    first, newest = add(database, frank, unit(rng, 2))
+    with database.sessions() as session:
+        assert crud.delete_face(session, frank, newest)
+    (again,) = add(database, frank, unit(rng, 1))
+    assert again > newest > first

@@ -193,6 +193,17 @@ def test_gallery(smoke):
     assert size["probes_matched_at_threshold"] == size["probes"]  # every probe finds its source
 
 
+def test_template_encryption(smoke):
+    payload = smoke("template_encryption")
+    check_common(payload, "template_encryption")
+    databases = payload["results"]["databases"]
+    assert {"sqlite, clear", "sqlite, encrypted"} <= databases.keys()
+    for result in databases.values():
+        assert result["enroll_one_template"]["n"] == 30
+        assert [load["templates"] for load in result["loads"]] == [2000]
+    assert payload["results"]["cipher"]["decrypt_us"] > 0
+
+
 def test_gpu_torch(smoke):
     """Runs on whatever device there is (the CPU in CI): the shape of the GPU sitting's result."""
     payload = smoke("gpu_torch")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from facever.app import crud, metrics
 from facever.app.analysis import every_face
+from facever.app.api import auditing
 from facever.app.api.deps import ServiceDep, VerifyScope
 from facever.app.api.present import face_out, model_info, timing
 from facever.app.api.responses import IMAGE_ERRORS, error_responses
@@ -57,18 +58,33 @@ async def identify(request: Request, service: ServiceDep) -> IdentifyResponse:
 
     # Names come from the database: an identity deleted since the gallery last synced is dropped here.
     identities = await service.in_session(crud.identities_by_id, [match.identity_id for match in matches])
+    found = [
+        IdentifyMatch(
+            identity=IdentityRef(id=identity.id, name=identity.name, external_id=identity.external_id),
+            score=match.score,
+            probability=service.probability(match.score),
+            above_threshold=is_match(match.score, threshold),
+            face_id=match.face_id,
+        )
+        for match in matches
+        if (identity := identities.get(match.identity_id)) is not None
+    ]
+    await auditing.record(
+        request,
+        service,
+        "identify",
+        identity_ids=[m.identity.id for m in found],
+        decision=auditing.decision(any(m.above_threshold for m in found)),
+        score=found[0].score if found else None,
+        threshold=threshold,
+        detail={
+            "top_k": top_k,
+            "above_threshold": [m.identity.id for m in found if m.above_threshold],
+            "gallery_size": gallery_size,
+        },
+    )
     return IdentifyResponse(
-        matches=[
-            IdentifyMatch(
-                identity=IdentityRef(id=identity.id, name=identity.name, external_id=identity.external_id),
-                score=match.score,
-                probability=service.probability(match.score),
-                above_threshold=is_match(match.score, threshold),
-                face_id=match.face_id,
-            )
-            for match in matches
-            if (identity := identities.get(match.identity_id)) is not None
-        ],
+        matches=found,
         threshold=threshold,
         gallery_size=gallery_size,
         model=model_info(service.model),

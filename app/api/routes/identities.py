@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from facever.app import crud, metrics
+from facever.app import audit, crud, metrics
 from facever.app.analysis import AnalysedFace, every_face
+from facever.app.api import auditing
 from facever.app.api.deps import AdminScope, ServiceDep, VerifyScope
 from facever.app.api.present import face_out, model_info, timing
 from facever.app.api.responses import IDENTITY_INPUT_ERRORS, IMAGE_ERRORS, error_responses
@@ -58,7 +60,7 @@ def _not_found(identity_id: int) -> ApiError:
     return ApiError(404, ErrorCode.IDENTITY_NOT_FOUND, f"there is no identity {identity_id}")
 
 
-def _identity_out(identity: Identity, counts: tuple[int, int]) -> IdentityOut:
+def _identity_out(identity: Identity, counts: tuple[int, int], retention_days: int) -> IdentityOut:
     return IdentityOut(
         id=identity.id,
         name=identity.name,
@@ -67,6 +69,7 @@ def _identity_out(identity: Identity, counts: tuple[int, int]) -> IdentityOut:
         face_count=counts[0],
         other_model_face_count=counts[1],
         created_at=identity.created_at,
+        expires_at=crud.expires_at(identity, retention_days),
     )
 
 
@@ -78,16 +81,35 @@ def _identity_out(identity: Identity, counts: tuple[int, int]) -> IdentityOut:
     dependencies=[AdminScope],
     responses=error_responses(401, 403, 409, 413, 429, 503) | IDENTITY_INPUT_ERRORS,
 )
-def create_identity(body: IdentityCreate, service: ServiceDep) -> IdentityOut:
+def create_identity(body: IdentityCreate, request: Request, service: ServiceDep) -> IdentityOut:
     _check_metadata_size(body.metadata, service.settings.max_metadata_bytes)
+    _check_expiry(body.expires_at, service.settings.identity_retention_days)
+    record = auditing.entry(request, service, "create_identity", with_model=False, decision="created")
     with service.session() as session:
         try:
-            identity = crud.create_identity(session, body.name, body.external_id, body.metadata)
+            identity = crud.create_identity(
+                session, body.name, body.external_id, body.metadata, body.expires_at, record
+            )
         except crud.ExternalIdTaken:
             raise ApiError(
                 409, ErrorCode.EXTERNAL_ID_TAKEN, f"an identity with external_id {body.external_id!r} exists"
             ) from None
-    return _identity_out(identity, (0, 0))
+    return _identity_out(identity, (0, 0), service.settings.identity_retention_days)
+
+
+def _check_expiry(expires_at: datetime | None, retention_days: int) -> None:
+    if expires_at is None:
+        return
+    now = datetime.now(UTC)
+    if expires_at <= now:
+        raise ApiError(422, ErrorCode.INVALID_REQUEST, "expires_at must be in the future")
+    if retention_days and expires_at > now + timedelta(days=retention_days):
+        raise ApiError(
+            422,
+            ErrorCode.INVALID_REQUEST,
+            f"expires_at is later than the retention limit of {retention_days} days "
+            "(FACEVER_IDENTITY_RETENTION_DAYS)",
+        )
 
 
 def _check_metadata_size(metadata: dict, limit: int) -> None:
@@ -125,8 +147,9 @@ def list_identities(
         without = service.model if needs_reenrollment else None
         identities, total = crud.list_identities(session, offset, limit, without, name)
         counts = crud.face_counts(session, [identity.id for identity in identities], service.model)
+    days = service.settings.identity_retention_days
     return IdentityPage(
-        items=[_identity_out(identity, counts[identity.id]) for identity in identities],
+        items=[_identity_out(identity, counts[identity.id], days) for identity in identities],
         total=total,
         offset=offset,
         limit=limit,
@@ -148,7 +171,7 @@ def get_identity(identity_id: IdentityId, service: ServiceDep) -> IdentityDetail
         counts = crud.face_counts(session, [identity_id], service.model)[identity_id]
         faces = crud.faces_of(session, identity_id)
     return IdentityDetail(
-        **_identity_out(identity, counts).model_dump(),
+        **_identity_out(identity, counts, service.settings.identity_retention_days).model_dump(),
         faces=[
             FaceRecord(
                 id=face.id,
@@ -171,8 +194,11 @@ def get_identity(identity_id: IdentityId, service: ServiceDep) -> IdentityDetail
     dependencies=[AdminScope],
     responses=error_responses(401, 403, 404, 429, 503) | IDENTITY_INPUT_ERRORS,
 )
-async def delete_identity(identity_id: IdentityId, service: ServiceDep) -> Response:
-    if not await service.in_session(crud.delete_identity, identity_id):
+async def delete_identity(identity_id: IdentityId, request: Request, service: ServiceDep) -> Response:
+    record = auditing.entry(
+        request, service, "delete_identity", with_model=False, identity_ids=[identity_id], decision="deleted"
+    )
+    if not await service.in_session(crud.delete_identity, identity_id, record):
         raise _not_found(identity_id)
     await service.sync_gallery()
     return Response(status_code=204)
@@ -185,8 +211,19 @@ async def delete_identity(identity_id: IdentityId, service: ServiceDep) -> Respo
     dependencies=[AdminScope],
     responses=error_responses(401, 403, 404, 429, 503) | IDENTITY_INPUT_ERRORS,
 )
-async def delete_face(identity_id: IdentityId, face_id: FaceId, service: ServiceDep) -> Response:
-    if not await service.in_session(crud.delete_face, identity_id, face_id):
+async def delete_face(
+    identity_id: IdentityId, face_id: FaceId, request: Request, service: ServiceDep
+) -> Response:
+    record = auditing.entry(
+        request,
+        service,
+        "delete_face",
+        with_model=False,
+        identity_ids=[identity_id],
+        decision="deleted",
+        detail={"face_id": face_id},
+    )
+    if not await service.in_session(crud.delete_face, identity_id, face_id, record):
         if await service.in_session(crud.get_identity, identity_id) is None:
             raise _not_found(identity_id)
         raise ApiError(404, ErrorCode.FACE_NOT_FOUND, f"identity {identity_id} has no face {face_id}")
@@ -223,16 +260,31 @@ async def enroll_faces(
     analysis.results = [_quality_gate(r, service.settings.min_enroll_quality) for r in analysis.results]
     accepted = [(i, r) for i, r in enumerate(analysis.results) if isinstance(r, AnalysedFace)]
     face_ids: dict[int, int] = {}
+    record = auditing.entry(
+        request,
+        service,
+        "enroll",
+        identity_ids=[identity_id],
+        decision="enrolled" if accepted else "rejected",
+        detail={
+            "enrolled": len(accepted),
+            "rejected": [str(r.code) for r in analysis.results if isinstance(r, ImageError)],
+        },
+    )
     if accepted:
         templates = [
             crud.NewTemplate(r.embedding, r.face.score, r.quality.score if r.quality else None)
             for _, r in accepted
         ]
-        faces = await service.in_session(crud.add_templates, identity_id, service.model, templates)
+        faces = await service.in_session(
+            crud.add_templates, identity_id, service.model, templates, service.codec, record
+        )
         if faces is None:  # deleted while its images were analysed
             raise _not_found(identity_id)
         face_ids = {index: face.id for (index, _), face in zip(accepted, faces, strict=True)}
         await service.sync_gallery()
+    else:
+        await service.in_session(audit.append, record)
     results = [
         _enroll_result(index, upload.filename, upload.field, result, face_ids.get(index))
         for index, (upload, result) in enumerate(zip(uploads, analysis.results, strict=True))
@@ -299,8 +351,19 @@ async def verify_identity(
     (probe,) = every_face(analysis, uploads)
     best, score = best_match(probe.embedding, templates)
     threshold = service.threshold_for(options.threshold)
+    verified = is_match(score, threshold)
+    await auditing.record(
+        request,
+        service,
+        "identity_verify",
+        identity_ids=[identity.id],
+        decision=auditing.decision(verified),
+        score=score,
+        threshold=threshold,
+        detail={"best_face_id": face_ids[best], "templates_compared": len(face_ids)},
+    )
     return IdentityVerifyResponse(
-        verified=is_match(score, threshold),
+        verified=verified,
         score=score,
         probability=service.probability(score),
         threshold=threshold,
@@ -318,7 +381,7 @@ def _identity_templates(session, identity_id: int, service: Service):
     identity = crud.get_identity(session, identity_id)
     if identity is None:
         raise _not_found(identity_id)
-    face_ids, templates = crud.templates_of(session, identity_id, service.model, service.dim)
+    face_ids, templates = crud.templates_of(session, identity_id, service.model, service.dim, service.codec)
     if not face_ids:
         raise ApiError(
             409,

@@ -50,6 +50,7 @@ async def info(service: ServiceDep, principal: Annotated[Principal, VerifyScope]
             templates=service.gallery.size,
             identities=service.gallery.identity_count,
             version=service.gallery.version,
+            encrypted_at_rest=service.codec.encrypts,
         ),
         auth=settings.auth,
         key_scope=principal.scope,

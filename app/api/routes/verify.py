@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, Request
 
 from facever.app.analysis import every_face
+from facever.app.api import auditing
 from facever.app.api.deps import ServiceDep, VerifyScope
 from facever.app.api.present import face_out, model_info, timing
 from facever.app.api.responses import IMAGE_ERRORS, error_responses
@@ -40,8 +41,12 @@ async def verify(request: Request, service: ServiceDep) -> VerifyResponse:
     first, second = every_face(analysis, uploads)
     score = float(similarity(first.embedding, second.embedding))
     threshold = service.threshold_for(options.threshold)
+    verified = is_match(score, threshold)
+    await auditing.record(
+        request, service, "verify", decision=auditing.decision(verified), score=score, threshold=threshold
+    )
     return VerifyResponse(
-        verified=is_match(score, threshold),
+        verified=verified,
         score=score,
         probability=service.probability(score),
         threshold=threshold,
