@@ -98,6 +98,11 @@ class ErrorCode(StrEnum):
         503,
         "the process has FACEVER_MAX_CONNECTIONS open connections; see Retry-After",
     )
+    TOO_MANY_CLIENT_CONNECTIONS = (
+        "too_many_client_connections",
+        503,
+        "this client address has FACEVER_MAX_CONNECTIONS_PER_CLIENT open connections; see Retry-After",
+    )
     UNAVAILABLE = "unavailable", 503, "the service is unavailable"
     NOT_READY = "not_ready", 503, "/readyz: the model, the database or the gallery is not ready"
 
