@@ -103,6 +103,11 @@ class ErrorCode(StrEnum):
         503,
         "this client address has FACEVER_MAX_CONNECTIONS_PER_CLIENT open connections; see Retry-After",
     )
+    UPLOADS_BUSY = (
+        "uploads_busy",
+        503,
+        "the request bodies in flight fill FACEVER_UPLOAD_BUDGET_BYTES; see Retry-After",
+    )
     UNAVAILABLE = "unavailable", 503, "the service is unavailable"
     NOT_READY = "not_ready", 503, "/readyz: the model, the database or the gallery is not ready"
 

@@ -93,6 +93,20 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(10 * MIB, gt=0, description="largest accepted image file (413 above)")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image, width x height")
     max_request_bytes: int = Field(32 * MIB, gt=0, description="largest request body (413 above)")
+    upload_budget_bytes: int = Field(
+        128 * MIB,
+        ge=0,
+        description="request bodies admitted at the same time per server process, in bytes of their "
+        "Content-Length (a body sent without one counts as max_request_bytes; bodies up to 64 KiB are not "
+        "counted), reserved before the body is read; a request that does not fit waits up to "
+        "upload_wait_timeout, then gets 503 uploads_busy (0 = no limit)",
+    )
+    upload_wait_timeout: float = Field(
+        10.0,
+        ge=0,
+        description="seconds a request waits for room in upload_budget_bytes before 503 uploads_busy "
+        "(0 = no wait); the wait counts in body_timeout",
+    )
     max_enroll_images: int = Field(10, gt=0, description="most images in one enrollment request")
     min_enroll_quality: float = Field(
         0.5,
