@@ -20,6 +20,7 @@ SECTIONS = (
     "speed-int8",
     "load",
     "ab-2core",
+    "overload",
     "gallery",
     "devices-gpu",
     "load-gpu",

@@ -156,11 +156,12 @@ class Settings(BaseSettings):
         "(0 = no limit)",
     )
     max_connections_per_client: int = Field(
-        64,
+        128,
         ge=0,
-        description="open connections per client address (the TCP peer's) per server process, so that one "
-        "client cannot hold them all; one more gets 503 too_many_client_connections. Proxies in "
-        "trusted_proxies are held only to max_connections (0 = no limit)",
+        description="open connections per client address (the TCP peer's) per server process, by default "
+        "half of max_connections, so that one client cannot hold them all; one more gets 503 "
+        "too_many_client_connections. Proxies in trusted_proxies are held only to max_connections "
+        "(0 = no limit)",
     )
     failed_auth_limit: int = Field(
         20,
