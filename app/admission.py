@@ -6,7 +6,8 @@ is read, and gives it back once its response is sent. A request that does not fi
 order, up to FACEVER_UPLOAD_WAIT_TIMEOUT seconds; then it gets 503 ``uploads_busy`` with
 ``Retry-After``, its body unread. Meanwhile its body stays in the client and the kernel: uvicorn stops
 reading a socket once 64 KiB the application has not asked for are buffered. So the bodies held in
-memory at once stay within the budget, however many clients upload at the same time.
+memory at once stay within the budget, however many clients upload at the same time. The wait is not
+the client's: FACEVER_BODY_TIMEOUT counts from the admission (facever.app.connections.BODY_CLOCK).
 
 Bodies of at most 64 KiB pass without a reservation: uvicorn has read that much before anything here
 runs. A body declared larger than FACEVER_MAX_REQUEST_BYTES passes too: BodyLimitMiddleware answers
@@ -16,11 +17,13 @@ it 413 without reading it.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from facever.app.connections import BODY_CLOCK
 from facever.app.errors import envelope
 from facever.app.request_id import request_id_of
 from facever.model.errors import ErrorCode
@@ -91,7 +94,10 @@ class UploadAdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         assert self.budget is not None
-        if not await self.budget.acquire(size, self.wait_timeout):
+        scope[BODY_CLOCK] = math.inf  # the body timeout stands still while the request waits
+        admitted = await self.budget.acquire(size, self.wait_timeout)
+        scope[BODY_CLOCK] = asyncio.get_running_loop().time()
+        if not admitted:
             message = (
                 "the uploads in flight fill this server's memory budget for request bodies; retry shortly"
             )

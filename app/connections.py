@@ -7,7 +7,8 @@ The HTTP protocol classes here wrap uvicorn's (httptools when installed, else h1
 - a header timeout (FACEVER_HEADER_TIMEOUT): from the moment the connection is opened, or the
   previous response was sent, the client has this long to deliver a request's line and headers;
 - a body timeout (FACEVER_BODY_TIMEOUT): from the end of the headers, the whole body must have
-  arrived within this long;
+  arrived within this long; a request that waits for admission (facever.app.admission) is not
+  reading its body meanwhile, and the body timeout counts from its admission instead;
 - a connection limit (FACEVER_MAX_CONNECTIONS): a connection opened while that many are already
   open gets a 503 ``too_many_connections`` (the error envelope, ``Retry-After: 1``) and is closed;
 - a limit per client address (FACEVER_MAX_CONNECTIONS_PER_CLIENT): a connection from an address that
@@ -34,6 +35,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from facever.app.core.config import get_settings
 from facever.app.request_id import REQUEST_ID_HEADER
 from facever.model.errors import ErrorCode
+
+# A request's scope key: the loop time from which its body timeout counts, when that is not the end of
+# its headers; infinite while it waits for admission (set by facever.app.admission).
+BODY_CLOCK = "facever.body_clock"
 
 # This process's open connections by client address (one event loop: no lock needed).
 _open_by_address: Counter[str] = Counter()
@@ -161,6 +166,13 @@ class ReadTimeouts:
 
     def _expired(self) -> None:
         self._timer = None
+        if self._phase == "body" and self.cycle is not None:
+            counted_from = self.cycle.scope.get(BODY_CLOCK)
+            if counted_from is not None:
+                left = counted_from + self.body_timeout - self.loop.time()
+                if left > 0:
+                    self._arm(min(left, self.body_timeout))
+                    return
         if self._phase in {"headers", "body"} and not self.transport.is_closing():
             self.transport.close()
 

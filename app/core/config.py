@@ -105,7 +105,7 @@ class Settings(BaseSettings):
         10.0,
         ge=0,
         description="seconds a request waits for room in upload_budget_bytes before 503 uploads_busy "
-        "(0 = no wait); the wait counts in body_timeout",
+        "(0 = no wait); body_timeout counts from the admission",
     )
     max_enroll_images: int = Field(10, gt=0, description="most images in one enrollment request")
     min_enroll_quality: float = Field(

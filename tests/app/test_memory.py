@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from live_server import LiveServer
+from live_server import LiveServer, closed_by_server
 from PIL import Image
 from service_samples import VERIFY, encode, files, lfw, lfw_image
 
@@ -160,3 +160,19 @@ def test_a_photo_over_1_mb_is_kept_in_memory_not_spooled_to_disk(sqlite_client, 
     )
     assert response.status_code == 200, response.text
     assert rollovers == []
+
+
+def test_the_wait_for_admission_does_not_count_in_the_body_timeout(tmp_path):
+    body_timeout = 2.0
+    with LiveServer(
+        tmp_path, upload_budget_bytes=str(BUDGET), upload_wait_timeout="10", body_timeout=str(body_timeout)
+    ) as server:
+        with server.connect() as first, server.connect() as second:
+            first.sendall(upload_head(UPLOAD) + b"--b\r\n")  # admitted; cut off after the body timeout
+            time.sleep(0.3)
+            start = time.monotonic()
+            second.sendall(upload_head(UPLOAD) + b"--b\r\n")  # admitted only when `first` is cut off
+            assert closed_by_server(second, within=3 * body_timeout + 3)
+            held = time.monotonic() - start
+    # about 1.7 s waiting, then the whole body timeout from admission (not 1.7 s from the headers)
+    assert held >= body_timeout + 1.2, held
