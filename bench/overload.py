@@ -277,10 +277,12 @@ def main() -> None:
         for limit, r in large.items()
     ]
     workers = info.get("workers")
+    environment = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("FACEVER_")]
+    on_settings = "the defaults" + (f" with {', '.join(environment)}" if environment else "")
     idle_title = (
         f"{connections} idle connections from one address (127.0.0.1) for {duration:g} s while another "
         f"(127.0.0.2) sends GET /v1/info every 0.3 s ({workers} server processes; limits off = "
-        "FACEVER_MAX_CONNECTIONS_PER_CLIENT=0 and FACEVER_UPLOAD_BUDGET_BYTES=0, on = the defaults)"
+        f"FACEVER_MAX_CONNECTIONS_PER_CLIENT=0 and FACEVER_UPLOAD_BUDGET_BYTES=0, on = {on_settings})"
     )
     upload_title = (
         f"{uploads} concurrent POST /v1/verify of two {upload_bytes / 1e6:.1f} MB JPEGs ({workers} server "
