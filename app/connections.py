@@ -28,6 +28,8 @@ import ipaddress
 import json
 import uuid
 from collections import Counter
+from contextlib import suppress
+from functools import lru_cache
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -40,6 +42,8 @@ from facever.model.errors import ErrorCode
 # its headers; infinite while it waits for admission (set by facever.app.admission).
 BODY_CLOCK = "facever.body_clock"
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 # This process's open connections by client address (one event loop: no lock needed).
 _open_by_address: Counter[str] = Counter()
 
@@ -47,20 +51,25 @@ _open_by_address: Counter[str] = Counter()
 def is_trusted_proxy(host: str, trusted_proxies: str) -> bool:
     """Whether ``host`` is one of FACEVER_TRUSTED_PROXIES: ``*``, addresses or networks (``10.0.0.0/8``),
     as uvicorn reads its ``forwarded_allow_ips``."""
-    entries = [entry.strip() for entry in trusted_proxies.split(",") if entry.strip()]
-    if "*" in entries:
+    everyone, networks, names = _trusted(trusted_proxies)
+    if everyone:
         return True
     try:
         address = ipaddress.ip_address(host)
     except ValueError:  # not an IP address (a unix socket's peer): compare the text
-        return host in entries
+        return host in names
+    return any(address in network for network in networks)
+
+
+@lru_cache
+def _trusted(trusted_proxies: str) -> tuple[bool, list[IPNetwork], set[str]]:
+    """FACEVER_TRUSTED_PROXIES parsed once: (``*`` given, its networks and addresses, other entries)."""
+    entries = {entry.strip() for entry in trusted_proxies.split(",") if entry.strip()}
+    networks: list[IPNetwork] = []
     for entry in entries:
-        try:
-            if address in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+        with suppress(ValueError):
+            networks.append(ipaddress.ip_network(entry, strict=False))
+    return "*" in entries, networks, entries
 
 
 class ReadTimeouts:

@@ -84,7 +84,7 @@ async def _read_multipart(
                 request.headers, stream, max_files=max_files, max_fields=_FORM_FIELDS_MAX
             )
             form = await parser.parse()
-    except MultiPartException as exc:  # starlette's multipart parser reports every problem so
+    except MultiPartException as exc:  # every problem the multipart parser finds
         if exc.message.startswith("Too many files"):
             raise ApiError(
                 422,

@@ -10,6 +10,8 @@ import time
 import pytest
 from live_server import HOST, LiveServer, closed_by_server
 
+from facever.app.connections import is_trusted_proxy
+
 pytestmark = pytest.mark.slow
 
 HEADER_TIMEOUT = 1.0
@@ -168,3 +170,18 @@ def test_a_trusted_proxy_is_held_only_to_the_process_limit(tmp_path):
         finally:
             for sock in held:
                 sock.close()
+
+
+@pytest.mark.parametrize(
+    "host, trusted_proxies, trusted",
+    [
+        ("127.0.0.1", "", False),
+        ("10.1.2.3", "10.0.0.0/8", True),
+        ("10.1.2.3", "127.0.0.1, 192.168.0.0/16", False),
+        ("::1", "::1", True),
+        ("203.0.113.7", "*", True),
+        ("not-an-ip", "not-an-ip", True),
+    ],
+)
+def test_trusted_proxies_are_read_as_addresses_networks_or_everyone(host, trusted_proxies, trusted):
+    assert is_trusted_proxy(host, trusted_proxies) is trusted
