@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from facever.app import metrics, retention, template_crypto
+from facever.app.admission import UploadAdmissionMiddleware
 from facever.app.analysis import FaceAnalyser
 from facever.app.api.routes import audit, health, identify, identities, info, verify
 from facever.app.auth import Authenticator
@@ -76,6 +77,12 @@ def create_app(settings: Settings | None = None, pipeline: FacePipeline | None =
     install_ui(app)  # the web page at /ui/ ('/' redirects there)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(  # before any of a body is read: memory for the uploads in flight
+        UploadAdmissionMiddleware,
+        budget_bytes=settings.upload_budget_bytes,
+        wait_timeout=settings.upload_wait_timeout,
+        max_request_bytes=settings.max_request_bytes,
+    )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every response gets an X-Request-ID
     return app

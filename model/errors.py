@@ -98,6 +98,16 @@ class ErrorCode(StrEnum):
         503,
         "the process has FACEVER_MAX_CONNECTIONS open connections; see Retry-After",
     )
+    TOO_MANY_CLIENT_CONNECTIONS = (
+        "too_many_client_connections",
+        503,
+        "this client address has FACEVER_MAX_CONNECTIONS_PER_CLIENT open connections; see Retry-After",
+    )
+    UPLOADS_BUSY = (
+        "uploads_busy",
+        503,
+        "the request bodies in flight fill FACEVER_UPLOAD_BUDGET_BYTES; see Retry-After",
+    )
     UNAVAILABLE = "unavailable", 503, "the service is unavailable"
     DATABASE_BUSY = (
         "database_busy",

@@ -11,13 +11,14 @@ import binascii
 import copy
 import json
 import re
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from facever.app.analysis import Upload
 from facever.app.core.config import Settings
@@ -78,16 +79,20 @@ async def _read_multipart(
     max_files = settings.max_enroll_images + len(fields.single)
     ending = _ClosingBoundary(request)
     try:
-        form = await request.form(max_files=max_files, max_fields=_FORM_FIELDS_MAX)
-    except StarletteHTTPException as exc:  # starlette's multipart parser reports every problem as 400
-        if str(exc.detail).startswith("Too many files"):
+        async with aclosing(request.stream()) as stream:
+            parser = _InMemoryMultiPartParser(
+                request.headers, stream, max_files=max_files, max_fields=_FORM_FIELDS_MAX
+            )
+            form = await parser.parse()
+    except MultiPartException as exc:  # every problem the multipart parser finds
+        if exc.message.startswith("Too many files"):
             raise ApiError(
                 422,
                 ErrorCode.TOO_MANY_IMAGES,
                 f"at most {settings.max_enroll_images} images fit in one request",
             ) from None
         raise ApiError(
-            400, ErrorCode.INVALID_MULTIPART, f"the multipart body could not be read: {exc.detail}"
+            400, ErrorCode.INVALID_MULTIPART, f"the multipart body could not be read: {exc.message}"
         ) from None
     try:
         if not ending.seen:
@@ -113,6 +118,14 @@ async def _read_multipart(
         return uploads, _validate(options_model, options)
     finally:
         await form.close()
+
+
+class _InMemoryMultiPartParser(MultiPartParser):
+    """Starlette's parser, keeping every file part in memory: photos are biometric data, and its
+    default spools a part over 1 MB to a temporary file on disk. The memory is bounded by the upload
+    budget (facever.app.admission), which admits a body before any of it is read."""
+
+    spool_max_size = 0  # SpooledTemporaryFile's max_size: 0 = never roll over to disk
 
 
 class _ClosingBoundary:
@@ -141,7 +154,9 @@ class _ClosingBoundary:
 async def _file_upload(label: str, name: str, value: Any) -> Upload:
     if not isinstance(value, UploadFile):
         raise ApiError(422, ErrorCode.MISSING_IMAGE, f"the form field {name} must be a file, not text")
-    return Upload(label, value.filename, await value.read())
+    data = await value.read()
+    await value.close()  # frees the parser's copy now rather than when the form is closed
+    return Upload(label, value.filename, data)
 
 
 async def _read_json(

@@ -129,6 +129,20 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(10 * MIB, gt=0, description="largest accepted image file (413 above)")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image, width x height")
     max_request_bytes: int = Field(32 * MIB, gt=0, description="largest request body (413 above)")
+    upload_budget_bytes: int = Field(
+        128 * MIB,
+        ge=0,
+        description="request bodies admitted at the same time per server process, in bytes of their "
+        "Content-Length (a body sent without one counts as max_request_bytes; bodies up to 64 KiB are not "
+        "counted), reserved before the body is read; a request that does not fit waits up to "
+        "upload_wait_timeout, then gets 503 uploads_busy (0 = no limit)",
+    )
+    upload_wait_timeout: float = Field(
+        10.0,
+        ge=0,
+        description="seconds a request waits for room in upload_budget_bytes before 503 uploads_busy "
+        "(0 = no wait); body_timeout counts from the admission",
+    )
     max_enroll_images: int = Field(10, gt=0, description="most images in one enrollment request")
     min_enroll_quality: float = Field(
         0.5,
@@ -175,6 +189,14 @@ class Settings(BaseSettings):
         256,
         ge=0,
         description="open connections per server process; one more gets 503 too_many_connections "
+        "(0 = no limit)",
+    )
+    max_connections_per_client: int = Field(
+        128,
+        ge=0,
+        description="open connections per client address (the TCP peer's) per server process, by default "
+        "half of max_connections, so that one client cannot hold them all; one more gets 503 "
+        "too_many_client_connections. Proxies in trusted_proxies are held only to max_connections "
         "(0 = no limit)",
     )
     failed_auth_limit: int = Field(

@@ -125,6 +125,23 @@ def test_load(smoke):
     assert payload["config"]["server"]["providers"]
 
 
+def test_overload(smoke):
+    payload = smoke("overload")
+    check_common(payload, "overload")
+    results = payload["results"]
+    for limit in ("off", "on"):
+        idle = results["idle_connections"][limit]
+        assert idle["requests"] > 0 and idle["hog"]["opened"] >= payload["config"]["connections"]
+        assert sum(idle["outcomes"].values()) == idle["requests"]
+        uploads = results["large_uploads"][limit]
+        assert sum(uploads["outcomes"].values()) == payload["config"]["uploads"]
+        assert uploads["hwm_sum_bytes"] >= uploads["rss_start_bytes"] > 0
+    assert payload["config"]["settings"]["off"] == {
+        "max_connections_per_client": "0",
+        "upload_budget_bytes": "0",
+    }
+
+
 def test_devices(smoke):
     payload = smoke("devices")
     check_common(payload, "devices")
