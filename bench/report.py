@@ -36,6 +36,8 @@ SECTIONS = (
     "alignment",
     "db_contention",
     "db_contention-before",
+    "proxies",
+    "proxies-no-relight",
 )
 
 
