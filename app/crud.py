@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, Result, delete, func, select, update
+from sqlalchemy import CursorResult, Result, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from facever.app.core import security
 from facever.app.db.models import ApiKey, Face, GalleryChange, GalleryState, Identity
 from facever.app.db.session import erase_deleted
+from facever.app.db.vectors import vector_columns
 from facever.app.stored_embeddings import ModelRef, from_bytes, to_bytes
 
 # Versions of the change log kept for replicas catching up; one further behind reloads the gallery.
@@ -126,18 +127,19 @@ def add_templates(
     if session.get(Identity, identity_id) is None:
         session.rollback()
         return None
-    faces = [
-        Face(
-            identity_id=identity_id,
-            model_name=model.name,
-            model_version=model.version,
-            embedding=to_bytes(template.embedding),
-            detection_score=template.detection_score,
-        )
+    rows = [
+        {
+            "identity_id": identity_id,
+            "model_name": model.name,
+            "model_version": model.version,
+            "embedding": to_bytes(template.embedding),
+            "detection_score": template.detection_score,
+            **vector_columns(session, template.embedding),
+        }
         for template in templates
     ]
-    session.add_all(faces)
-    session.flush()
+    # A bulk INSERT names only the columns given: SQLite's faces has no embedding_vector.
+    faces = list(session.scalars(insert(Face).returning(Face, sort_by_parameter_order=True), rows))
     session.add_all(GalleryChange(version=version, op="add_face", face_id=face.id) for face in faces)
     session.commit()
     return faces

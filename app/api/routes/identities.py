@@ -173,7 +173,7 @@ def get_identity(identity_id: IdentityId, service: ServiceDep) -> IdentityDetail
 async def delete_identity(identity_id: IdentityId, service: ServiceDep) -> Response:
     if not await service.in_session(crud.delete_identity, identity_id):
         raise _not_found(identity_id)
-    await service.sync_gallery()
+    await service.gallery_written()
     return Response(status_code=204)
 
 
@@ -189,7 +189,7 @@ async def delete_face(identity_id: IdentityId, face_id: FaceId, service: Service
         if await service.in_session(crud.get_identity, identity_id) is None:
             raise _not_found(identity_id)
         raise ApiError(404, ErrorCode.FACE_NOT_FOUND, f"identity {identity_id} has no face {face_id}")
-    await service.sync_gallery()
+    await service.gallery_written()
     return Response(status_code=204)
 
 
@@ -228,7 +228,7 @@ async def enroll_faces(
         if faces is None:  # deleted while its images were analysed
             raise _not_found(identity_id)
         face_ids = {index: face.id for (index, _), face in zip(accepted, faces, strict=True)}
-        await service.sync_gallery()
+        await service.gallery_written()
     results = [
         _enroll_result(index, upload.filename, upload.field, result, face_ids.get(index))
         for index, (upload, result) in enumerate(zip(uploads, analysis.results, strict=True))
