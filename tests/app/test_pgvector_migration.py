@@ -6,6 +6,8 @@ and the service keeps the in-memory gallery."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,8 +144,21 @@ def test_without_the_right_to_create_the_extension_nothing_changes():
         admin.dispose()
 
 
+def facever_db_pgvector(url: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "FACEVER_DATABASE_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "facever.cli", "db", "pgvector"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_sqlite_gets_no_vector_column(sqlite_url):
     upgrade(sqlite_url)
+    refused = facever_db_pgvector(sqlite_url)
+    assert refused.returncode == 1 and "no pgvector column" in refused.stderr
     engine = create_engine(sqlite_url)
     with engine.connect() as connection:
         columns = [row[1] for row in connection.exec_driver_sql("PRAGMA table_info(faces)")]
