@@ -29,10 +29,14 @@ def add_vector_column(connection: Connection) -> bool:
         return False
     connection.execute(text(f"ALTER TABLE faces ADD COLUMN {COLUMN} vector({VECTOR_DIM})"))
     filled = _backfill(connection)
-    # Built after the back-fill: one build is much faster than inserting row by row into the graph.
-    connection.execute(text(f"CREATE INDEX {INDEX} ON faces USING hnsw ({COLUMN} vector_cosine_ops)"))
+    create_index(connection)  # after the back-fill: one build is much faster than row-by-row inserts
     log.info("pgvector: faces.%s added, %d templates filled, HNSW index %s built", COLUMN, filled, INDEX)
     return True
+
+
+def create_index(connection: Connection) -> None:
+    """The HNSW index (pgvector's defaults: m 16, ef_construction 64) on the cosine distance."""
+    connection.execute(text(f"CREATE INDEX {INDEX} ON faces USING hnsw ({COLUMN} vector_cosine_ops)"))
 
 
 def drop_vector_column(connection: Connection) -> None:
