@@ -3,7 +3,7 @@
 A replica holds no template: every search reads the table as committed, so an enrollment or deletion
 made anywhere is searched (or not) at once, with no poll. The replica keeps only the gallery's
 counts (templates and identities of the current model, for gallery_size and /v1/info), recounted
-at start, after its own writes, and by the poll when another replica changed the gallery.
+at start and by the poll when the gallery changed (the templates also after the replica's own writes).
 
 The search (``SEARCH``): the index returns the ``hnsw.ef_search`` templates of the current model
 nearest the probe by cosine distance (approximate: HNSW walks a graph; ``iterative_scan`` keeps it
@@ -62,30 +62,38 @@ class PgvectorGallery:
         self.identity_count = 0
 
     def sync(self) -> bool:
-        with self.database.sessions() as session:
-            current = session.scalar(select(GalleryState.version).where(GalleryState.id == 1))
-        if current is None:
-            raise RuntimeError("gallery_state is empty: the database was not migrated")
+        """The poll: when another replica changed the gallery, count its templates and identities."""
+        current = self._version()
         if current == self.version:
             return False
-        self._recount(current)
+        with self.database.sessions() as session:
+            size, identities = session.execute(
+                select(func.count(), func.count(distinct(Face.identity_id))).where(*self._of_model)
+            ).one()
+        self.size, self.identity_count, self.version = size, identities, current
+        metrics.GALLERY_TEMPLATES.set(size)
         return True
 
     def catch_up(self) -> None:
         """Nothing to catch up: each search reads the table as committed."""
 
     def after_write(self) -> None:
-        self.sync()
-
-    def _recount(self, version: int) -> None:
+        """This replica's own write: its templates recounted at once (an index-only count; the
+        identities, a costlier distinct count, follow with the next poll, which sees the version moved)."""
         with self.database.sessions() as session:
-            size, identities = session.execute(
-                select(func.count(), func.count(distinct(Face.identity_id))).where(
-                    Face.model_name == self.model.name, Face.model_version == self.model.version
-                )
-            ).one()
-        self.size, self.identity_count, self.version = size, identities, version
-        metrics.GALLERY_TEMPLATES.set(size)
+            self.size = session.scalar(select(func.count()).select_from(Face).where(*self._of_model)) or 0
+        metrics.GALLERY_TEMPLATES.set(self.size)
+
+    def _version(self) -> int:
+        with self.database.sessions() as session:
+            current = session.scalar(select(GalleryState.version).where(GalleryState.id == 1))
+        if current is None:
+            raise RuntimeError("gallery_state is empty: the database was not migrated")
+        return current
+
+    @property
+    def _of_model(self):
+        return (Face.model_name == self.model.name, Face.model_version == self.model.version)
 
     def search(self, probe: np.ndarray, top_k: int, min_score: float | None) -> list[Match]:
         parameters = {
