@@ -21,6 +21,7 @@ SECTIONS = (
     "load",
     "ab-2core",
     "gallery",
+    "gallery-backends",
     "devices-gpu",
     "load-gpu",
     "load-gpu-machine-cpu",
