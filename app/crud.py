@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, Result, delete, func, or_, select, text, update
+from sqlalchemy import CursorResult, Result, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from facever.app.audit import AuditEntry
 from facever.app.core import security
 from facever.app.db.models import ApiKey, Face, GalleryChange, GalleryState, Identity
 from facever.app.db.session import erase_deleted
+from facever.app.db.vectors import vector_columns
 from facever.app.stored_embeddings import ModelRef, TemplateCodec
 
 # Versions of the change log kept for replicas catching up; one further behind reloads the gallery.
@@ -162,23 +163,25 @@ def add_templates(
     if session.get(Identity, identity_id) is None:
         session.rollback()
         return None
-    faces = []
+    rows = []
     for face_id, template in zip(_reserve_face_ids(session, len(templates)), templates, strict=True):
         embedding, key_id = codec.seal(template.embedding, face_id, identity_id)
-        faces.append(
-            Face(
-                id=face_id,
-                identity_id=identity_id,
-                model_name=model.name,
-                model_version=model.version,
-                embedding=embedding,
-                key_id=key_id,
-                detection_score=template.detection_score,
-                quality=template.quality,
-            )
+        rows.append(
+            {
+                "id": face_id,
+                "identity_id": identity_id,
+                "model_name": model.name,
+                "model_version": model.version,
+                "embedding": embedding,
+                "key_id": key_id,
+                "detection_score": template.detection_score,
+                "quality": template.quality,
+                # in clear: PostgreSQL must read it to search (README, "Biometric data")
+                **vector_columns(session, template.embedding),
+            }
         )
-    session.add_all(faces)
-    session.flush()
+    # A bulk INSERT names only the columns given: SQLite's faces has no embedding_vector.
+    faces = list(session.scalars(insert(Face).returning(Face, sort_by_parameter_order=True), rows))
     session.add_all(GalleryChange(version=version, op="add_face", face_id=face.id) for face in faces)
     if record is not None:
         audit.add(session, replace(record, detail={**record.detail, "face_ids": [f.id for f in faces]}))

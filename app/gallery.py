@@ -84,6 +84,14 @@ class Gallery:
             metrics.GALLERY_TEMPLATES.set(self.size)
             return True
 
+    def catch_up(self) -> None:
+        """Before a search: one single-row read when nothing changed."""
+        self.sync()
+
+    def after_write(self) -> None:
+        """The replica that made a change applies it before answering."""
+        self.sync()
+
     def _reload(self, session) -> None:
         # The version is read before the templates: changes committed in between are in the
         # templates already and are applied again on the next sync, which is harmless (idempotent).

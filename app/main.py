@@ -24,7 +24,7 @@ from facever.app.core.config import Settings, get_settings
 from facever.app.db.migrate import upgrade
 from facever.app.db.session import Database
 from facever.app.errors import install_error_handlers
-from facever.app.gallery import Gallery
+from facever.app.gallery_backend import open_gallery
 from facever.app.log import configure_logging
 from facever.app.metrics import MetricsMiddleware
 from facever.app.request_id import RequestIdMiddleware
@@ -125,7 +125,9 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
         settings.resolved_ort_threads,
         f"window {batch_window_s * 1000:g} ms, up to {settings.max_batch} faces" if batch_window_s else "off",
     )
-    gallery = Gallery(database, ModelRef.of(pipeline.card), pipeline.card.embedding_size, codec)
+    gallery = open_gallery(
+        settings, database, ModelRef.of(pipeline.card), pipeline.card.embedding_size, codec
+    )
     gallery.sync()
     authenticator = Authenticator(settings, database)
     if authenticator.enabled and authenticator.key_count() == 0:

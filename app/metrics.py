@@ -49,7 +49,7 @@ FACES_EMBEDDED = Counter("facever_faces_embedded_total", "Faces turned into embe
 IMAGES_REJECTED = Counter("facever_images_rejected_total", "Images rejected, by reason code", ["code"])
 GALLERY_TEMPLATES = Gauge(
     "facever_gallery_templates",
-    "Templates of the current model in the in-memory gallery",
+    "Templates of the current model in the gallery identify searches",
     multiprocess_mode="livemax",  # every process holds the same gallery: not a sum
 )
 ERASURE_PENDING = Gauge(

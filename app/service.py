@@ -13,7 +13,7 @@ from facever.app.analysis import FaceAnalyser
 from facever.app.auth import Authenticator
 from facever.app.core.config import MultiFacePolicy, Settings
 from facever.app.db.session import Database
-from facever.app.gallery import Gallery
+from facever.app.gallery_backend import GalleryBackend
 from facever.app.stored_embeddings import ModelRef, TemplateCodec
 from facever.model.runtime import FacePipeline
 
@@ -26,7 +26,7 @@ class Service:
     database: Database
     pipeline: FacePipeline
     analyser: FaceAnalyser
-    gallery: Gallery
+    gallery: GalleryBackend
     authenticator: Authenticator
     codec: TemplateCodec  # stored templates, encrypted or in clear
 
@@ -79,7 +79,16 @@ class Service:
         return await anyio.to_thread.run_sync(work)
 
     async def sync_gallery(self) -> None:
+        """The poll: follow other replicas' writes."""
         await anyio.to_thread.run_sync(self.gallery.sync)
+
+    async def catch_up_gallery(self) -> None:
+        """Before identify searches: committed writes of every process and replica become visible."""
+        await anyio.to_thread.run_sync(self.gallery.catch_up)
+
+    async def gallery_written(self) -> None:
+        """After this process's own enrollment or deletion, before it answers."""
+        await anyio.to_thread.run_sync(self.gallery.after_write)
 
     def session(self) -> Session:
         return self.database.sessions()

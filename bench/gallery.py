@@ -11,18 +11,34 @@ min_score)`` with the model card's identify threshold (what identify does by def
 threshold where the card has none) and with no threshold (the top 5 regardless of score). Also
 timed: adding one template (an enrollment) and removing one identity (a deletion), as the gallery
 applies them while it serves. numpy's BLAS uses every core it is given.
+
+``--backends``: the two gallery backends of the service side by side (gallery-backends.json), the
+in-memory exact search and PostgreSQL's pgvector HNSW index, at 100 k and 1 M templates (--backend-sizes)
+of realistic embeddings: the shipped model's embeddings of real LFW faces (the first photo of each
+person with two or more; cached in .cache/) plus synthetic identities drawn around them (a new person
+between two real ones, its templates spread as a real person's photos are). Probes: the second photo
+of each of those people (>= 1,000 real faces). Reported per size and backend: identify p50/p99 at
+concurrency 1 and 8 (the service's search call with the identify threshold, as identify makes it),
+recall@1 of pgvector against the exact search (same best identity), the HNSW index build time,
+enrolling one template and deleting one under the index, a replica's resident memory with the
+gallery and with an empty one, and the table's and index's size on disk. It needs a PostgreSQL with
+pgvector (--postgres-url; each size in a schema of its own, dropped after).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 
 import common
+import gallery_backends
 import numpy as np
+
+from facever.app.core.config import Settings
 
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 TEMPLATES_PER_IDENTITY = 3
@@ -129,7 +145,32 @@ def main() -> None:
     parser.add_argument("--probes", type=int, help="searches per size and mode (default 200; smoke 20)")
     parser.add_argument("--dim", type=int, help="embedding size (default: the model card's)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--backends", action="store_true", help="in-memory vs pgvector (gallery-backends.json)"
+    )
+    parser.add_argument(
+        "--backend-sizes", help="--backends: template counts (default 100000,1000000; smoke 3000)"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "FACEVER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+        help="--backends: a PostgreSQL with pgvector (a schema per size is created and dropped)",
+    )
+    parser.add_argument(
+        "--ef-search", type=int, default=Settings().hnsw_ef_search, help="--backends: FACEVER_HNSW_EF_SEARCH"
+    )
+    parser.add_argument("--rss-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss_worker:
+        print(json.dumps(gallery_backends.rss_worker(json.loads(sys.stdin.read()))))
+        return
+    if args.backends:
+        if args.name == "gallery":
+            args.name = "gallery-backends"
+        gallery_backends.main(args, common.Run("gallery-backends", args))
+        return
     if args.worker:
         spec = json.loads(sys.stdin.read())
         print(json.dumps(worker(args.worker, **spec), default=common.jsonable))

@@ -25,6 +25,7 @@ SECTIONS = (
     "overload-workers-2",
     "overload-workers-2-budget-64mib",
     "gallery",
+    "gallery-backends",
     "devices-gpu",
     "load-gpu",
     "load-gpu-machine-cpu",

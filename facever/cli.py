@@ -379,6 +379,32 @@ def db_upgrade() -> None:
     typer.echo("database is up to date")
 
 
+@db_app.command("pgvector")
+def db_pgvector() -> None:
+    """Add the pgvector column and HNSW index to a PostgreSQL that got the extension after its migrations
+    ran (migration 0004 (pgvector) does the same where the extension is there); exit 1 where it cannot."""
+    _logging()
+    _check_database()
+    from facever.app.core.config import get_settings
+    from facever.app.db.session import create_db_engine
+    from facever.app.db.vector_schema import add_vector_column
+
+    engine = create_db_engine(get_settings().database_url)
+    try:
+        with engine.begin() as connection:
+            added = add_vector_column(connection)
+    finally:
+        engine.dispose()
+    if not added:
+        typer.echo(
+            "facever: no pgvector column: the database is not PostgreSQL, or CREATE EXTENSION vector failed "
+            "(see the log line above)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo("pgvector gallery ready: faces.embedding_vector and its HNSW index exist")
+
+
 # python -m facever.cli; the guard keeps uvicorn's worker processes (spawned) from running it again
 if __name__ == "__main__":
     app()

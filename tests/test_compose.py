@@ -44,7 +44,7 @@ def _depends(service: dict) -> dict:
 def test_services_and_volume(compose):
     services = compose["services"]
     assert {"api", "db"} <= set(services)
-    assert services["db"]["image"].startswith("postgres:16")
+    assert services["db"]["image"] == "pgvector/pgvector:pg16"  # PostgreSQL 16 with pgvector
     assert services["api"]["build"]["context"] == "."
     # the named volume keeps PostgreSQL's data
     assert "pgdata" in compose["volumes"]

@@ -168,6 +168,19 @@ class Settings(BaseSettings):
     gallery_poll_interval: float = Field(
         0.5, gt=0, description="seconds between checks for enrollments made by other replicas"
     )
+    gallery: Literal["auto", "memory", "pgvector"] = Field(
+        "auto",
+        description="what identify searches: auto = PostgreSQL's HNSW index where the database has "
+        "pgvector (migration 0004 (pgvector)), else each replica's in-memory copy (exact); memory or "
+        "pgvector force one (pgvector fails at start where the database lacks it)",
+    )
+    hnsw_ef_search: int = Field(
+        200,
+        ge=10,
+        le=1000,
+        description="pgvector gallery: candidates the HNSW search keeps per identify (hnsw.ef_search, "
+        "set per query), re-ranked by exact cosine; higher = closer to exact search, slower",
+    )
     default_top_k: int = Field(5, ge=1, le=100, description="identities returned by identify by default")
 
     header_timeout: float = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -19,6 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+# Dimension of faces.embedding_vector (PostgreSQL with pgvector; migration 0004 (pgvector)): the shipped
+# model's embedding size. A model of another size is served by the in-memory gallery.
+VECTOR_DIM = 128
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY, PostgreSQL should get a 64-bit key.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -84,6 +89,10 @@ class Face(Base):
     # The face's overall quality score (0..1) at enrollment; None for faces enrolled before it was kept.
     quality: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
+    # The same template as a pgvector vector, which identify searches through an HNSW index. Only on
+    # PostgreSQL with the extension (migration 0004 (pgvector)): never loaded (deferred) and only ever set
+    # through facever.app.db.vectors.vector_columns, so SQLite, which has no such column, never sees it.
+    embedding_vector: Mapped[Any] = mapped_column(VECTOR(VECTOR_DIM), nullable=True, deferred=True)
 
 
 class ApiKey(Base):

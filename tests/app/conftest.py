@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from service_samples import ADMIN_KEY, VERIFY_KEY
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from facever.app.core.config import Settings, shipped_model_dir
 from facever.app.main import create_app
@@ -60,16 +61,37 @@ def postgres_schema() -> Iterator[str]:
     schema = f"facever_test_{uuid.uuid4().hex[:10]}"
     with engine.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    _create_pgvector_in_public(engine)
     try:
+        # public after the module's own schema: where the vector extension's type and operators live.
         yield (
             make_url(POSTGRES_URL)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .update_query_dict({"options": f"-csearch_path={schema},public"})
             .render_as_string(hide_password=False)
         )
     finally:
         with engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+def _create_pgvector_in_public(engine) -> None:
+    """The vector extension, once per database, in public: a migration run in a module's schema would
+    create it there, and dropping that schema would drop it for every other module. CI installs
+    pgvector (.ci/run), so the PostgreSQL tests run the pgvector gallery; without it they run the
+    in-memory one, and FACEVER_TEST_REQUIRE_PGVECTOR=1 (CI) makes that a failure."""
+    with engine.begin() as connection:
+        available = connection.execute(
+            text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+        ).scalar()
+        if available:
+            try:
+                with connection.begin_nested():
+                    connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public"))
+            except IntegrityError:  # another test process created it at the same moment
+                pass
+    if not available and os.environ.get("FACEVER_TEST_REQUIRE_PGVECTOR") == "1":
+        pytest.fail(f"the vector extension (pgvector) is not installed on {POSTGRES_URL}")
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -5,12 +5,14 @@ close in between."""
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from service_samples import ADMIN, VERIFY, files, lfw
 
 from facever.app import crud
+from facever.app.pgvector_gallery import PgvectorGallery
 
 # Generous, so that a loaded CI machine does not fail the test; a healthy replica needs one poll.
 PATIENCE_S = 10.0
@@ -47,7 +49,8 @@ def test_an_enrollment_on_one_replica_is_identified_on_the_other(database_url, s
         assert enrolled.status_code == 201, enrolled.text
         assert identity["id"] in matched_ids(first, probe)  # the writer sees it at once
         assert wait_for(lambda: identity["id"] in matched_ids(second, probe))
-        assert second.get("/v1/info", headers=VERIFY).json()["gallery"]["templates"] >= 2
+        # The counts follow the poll (pgvector: the search reads the table; only the counts are held).
+        assert wait_for(lambda: second.get("/v1/info", headers=VERIFY).json()["gallery"]["templates"] >= 2)
 
         # The other direction, for a deletion.
         assert second.delete(f"/v1/identities/{identity['id']}", headers=ADMIN).status_code == 204
@@ -120,3 +123,41 @@ def test_concurrent_enrollments_on_two_replicas_all_land(database_url, start_app
             stored = crud.face_counts(session, [identity_id for identity_id, _ in enrolled], service.model)
         assert all(current == 2 for current, _ in stored.values())
         assert gallery(second)["templates"] >= 16
+
+
+def test_a_deletion_is_never_answered_afterwards(database_url, start_app):
+    """While one replica identifies without pause, the other deletes the identity: no identify that
+    started after the delete returned names it (the poll is an hour: nothing but the search itself
+    can keep it out). With pgvector, the replicas hold no gallery at all."""
+    hour = 3600.0
+    with (
+        start_app(database_url, gallery_poll_interval=hour) as first,
+        start_app(database_url, gallery_poll_interval=hour) as second,
+    ):
+        if os.environ.get("FACEVER_TEST_REQUIRE_PGVECTOR") == "1" and "postgresql" in database_url:
+            assert isinstance(second.app.state.service.gallery, PgvectorGallery)
+        identity = first.post("/v1/identities", json={"name": "Gerhard Schroeder"}, headers=ADMIN).json()
+        image = {"images": ("1.jpg", lfw("Gerhard_Schroeder", 1))}
+        assert (
+            first.post(f"/v1/identities/{identity['id']}/faces", files=image, headers=ADMIN).status_code
+            == 201
+        )
+        probe = ("Gerhard_Schroeder", 2)
+        assert identity["id"] in matched_ids(second, probe)
+
+        deleted_at = []
+        answers: list[tuple[float, bool]] = []  # (when the identify started, whether it named the identity)
+
+        def identify_until_deleted() -> None:
+            while not deleted_at or len([t for t, _ in answers if t > deleted_at[0]]) < 3:
+                started = time.monotonic()
+                answers.append((started, identity["id"] in matched_ids(second, probe)))
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            running = pool.submit(identify_until_deleted)
+            time.sleep(0.3)
+            assert first.delete(f"/v1/identities/{identity['id']}", headers=ADMIN).status_code == 204
+            deleted_at.append(time.monotonic())
+            running.result(timeout=60)
+        assert any(named for _, named in answers)  # it was found before
+        assert not any(named for started, named in answers if started > deleted_at[0])

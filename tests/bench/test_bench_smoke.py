@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
@@ -277,3 +278,35 @@ def test_quality(lfw_root, cfp_root, tmp_path):
         assert protocol["passing"]["n_pairs"] == protocol["passing_pairs"]
     # frontal photos nearly all pass the default gate; profiles much less often
     assert results["photos"]["CFP frontal"]["pass_share"] > results["photos"]["CFP profile"]["pass_share"]
+
+
+def test_gallery_backends(results_dir, lfw_root):
+    """bench/gallery.py --backends on a PostgreSQL with pgvector (FACEVER_TEST_POSTGRES_URL)."""
+    url = os.environ.get("FACEVER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            found = connection.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"))
+            installed = found.scalar() is not None
+        engine.dispose()
+    except Exception:  # noqa: BLE001 - whatever the driver raises, there is no usable server
+        installed = False
+    if not installed:
+        if os.environ.get("FACEVER_TEST_REQUIRE_PGVECTOR") == "1":
+            pytest.fail(f"no PostgreSQL with pgvector at {url}")
+        pytest.skip("needs PostgreSQL with pgvector")
+    command = [sys.executable, str(BENCH / "gallery.py"), "--backends", "--smoke", "--out", str(results_dir)]
+    command += ["--data", str(lfw_root), "--postgres-url", url]
+    if model := os.environ.get("FACEVER_TEST_MODEL_DIR"):
+        command += ["--model", model]
+    subprocess.run(command, cwd=REPO, check=True, timeout=900)
+    payload = json.loads((results_dir / "gallery-backends.json").read_text())
+    check_common(payload, "gallery-backends")
+    (size,) = payload["results"]["sizes"]
+    assert size["templates"] == 3000 and size["plan_uses_hnsw"]
+    assert 0 <= size["agreement"]["recall_at_1"] <= 1 and size["agreement"]["probes"] >= 30
+    for backend in ("memory", "pgvector"):
+        assert {"median_ms", "p99_ms", "searches_per_s"} <= size[backend]["c8"].keys()
+        assert size["rss"][backend]["rss_bytes"] > 0 and size["rss_empty"][backend]["templates"] == 0
+    assert size["rss"]["memory"]["templates"] == size["rss"]["pgvector"]["templates"] == 3000
+    assert size["load"]["hnsw_index_bytes"] > 0 and size["load"]["index_build_s"] > 0

@@ -30,8 +30,9 @@ FIELDS = ImageFields(single=("image",))
     "model. "
     "Each identity scores its best match (highest cosine similarity over its templates); the `top_k` best "
     "identities are returned, only those with score >= threshold unless `include_below_threshold` is true. "
-    "The gallery catches up with the database before each search, so an enrollment or deletion made "
-    "through another process or replica shows here as soon as it is committed.",
+    "Every search sees the database as committed, so an enrollment or deletion made through another "
+    "process or replica shows here at once. With PostgreSQL and pgvector the search is approximate "
+    "(HNSW, candidates re-ranked by exact cosine; see the README); otherwise it is exact.",
     dependencies=[VerifyScope],
     responses=error_responses(*IMAGE_ERRORS),
     openapi_extra=request_body(IdentifyJSON, FIELDS),
@@ -45,11 +46,12 @@ async def identify(request: Request, service: ServiceDep) -> IdentifyResponse:
     (probe,) = every_face(analysis, uploads)
     threshold = service.identify_threshold_for(options.threshold)
     top_k = options.top_k or service.settings.default_top_k
-    gallery_size = service.gallery.size
 
-    # One single-row read when nothing changed: enrollments made by the other server processes
-    # (FACEVER_WORKERS) or replicas are searched as soon as they are committed.
-    await service.sync_gallery()
+    # Enrollments made by the other server processes (FACEVER_WORKERS) or replicas are searched as
+    # soon as they are committed: the in-memory gallery catches up (one single-row read when nothing
+    # changed); the pgvector gallery's query reads the table itself.
+    await service.catch_up_gallery()
+    gallery_size = service.gallery.size
     search_started = time.perf_counter()
     min_score = None if options.include_below_threshold else threshold
     matches = await service.analyser.run(service.gallery.search, probe.embedding, top_k, min_score)

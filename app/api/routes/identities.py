@@ -200,7 +200,7 @@ async def delete_identity(identity_id: IdentityId, request: Request, service: Se
     )
     if not await service.in_session(crud.delete_identity, identity_id, record):
         raise _not_found(identity_id)
-    await service.sync_gallery()
+    await service.gallery_written()
     return Response(status_code=204)
 
 
@@ -227,7 +227,7 @@ async def delete_face(
         if await service.in_session(crud.get_identity, identity_id) is None:
             raise _not_found(identity_id)
         raise ApiError(404, ErrorCode.FACE_NOT_FOUND, f"identity {identity_id} has no face {face_id}")
-    await service.sync_gallery()
+    await service.gallery_written()
     return Response(status_code=204)
 
 
@@ -282,7 +282,7 @@ async def enroll_faces(
         if faces is None:  # deleted while its images were analysed
             raise _not_found(identity_id)
         face_ids = {index: face.id for (index, _), face in zip(accepted, faces, strict=True)}
-        await service.sync_gallery()
+        await service.gallery_written()
     else:
         await service.in_session(audit.append, record)
     results = [
