@@ -208,6 +208,7 @@ def enrollment_under_index(url: str, gallery, model, rng: np.random.Generator) -
     as the service's crud does; plus the recount a replica makes after its own write."""
     from facever.app import crud
     from facever.app.db.session import Database
+    from facever.app.stored_embeddings import TemplateCodec
 
     database = Database(url)
     add, delete, recount = [], [], []
@@ -216,7 +217,8 @@ def enrollment_under_index(url: str, gallery, model, rng: np.random.Generator) -
             identity = crud.create_identity(session, "new", None, {}).id
         started = time.perf_counter()
         with database.sessions() as session:
-            (face,) = crud.add_templates(session, identity, model, [crud.NewTemplate(vector, 0.99)])
+            templates = [crud.NewTemplate(vector, 0.99)]
+            (face,) = crud.add_templates(session, identity, model, templates, TemplateCodec())
         add.append(time.perf_counter() - started)
         started = time.perf_counter()
         gallery.after_write()

@@ -33,7 +33,7 @@ from facever.model.alignment import TEMPLATE_112, align
 from facever.model.detection import DetectorConfig, FaceDetector
 from facever.model.face_choice import choose_face
 from facever.model.images import ImageError, read_image
-from facever.model.matching import pair_scores
+from facever.model.matching import is_match, pair_scores
 from facever.model.runtime import FacePipeline
 from facever.training.evaluation.cfp import CFP
 from facever.training.evaluation.evaluate import embed_images
@@ -92,7 +92,7 @@ def metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, threshold: 
     """Failed pairs count as wrong; AUC and TAR on the pairs scored."""
     scored = failed_as_wrong(scores, same)
     found = ~np.isnan(scores)
-    accuracy = float(np.mean((scored >= threshold) == same))
+    accuracy = float(np.mean(is_match(scored, threshold) == same))
     tenfold = ten_fold_accuracy(scored, same, folds, fold_ids) if len(fold_ids) > 1 else None
     return {
         "accuracy_at_own_threshold": accuracy,

@@ -203,7 +203,7 @@ def test_start_up_says_how_templates_are_stored(apps, start_app, caplog):
 def pg_dump(url: str) -> bytes:
     """A plain data dump of the test's schema, as an operator's backup would be."""
     server = make_url(POSTGRES_URL)
-    schema = make_url(url).query["options"].split("=", 1)[1]
+    schema = make_url(url).query["options"].split("=", 1)[1].split(",")[0]  # search_path: ours, public
     command = ["pg_dump", "-h", server.host or "127.0.0.1", "-p", str(server.port or 5432)]
     command += ["-U", server.username or "postgres", "-n", schema, "--data-only", server.database or "test"]
     return subprocess.run(command, check=True, capture_output=True, timeout=120).stdout
