@@ -114,7 +114,7 @@ def dlib_face_chip(
     scale = float(np.hypot(*chip_to_image[:, 0]))
     angle = float(np.arctan2(chip_to_image[1, 0], chip_to_image[0, 0]))
     half = (size * scale - 1) / 2  # dlib's centered_drect
-    rect = (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half)
+    rect: tuple[float, ...] = (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half)
     pixels = size * size
     # The crop the pyramid is built from: the rotated square, grown by a border that doubles per level.
     grow, down = 2.0, _rect_down(rect)
@@ -165,8 +165,12 @@ def _pyramid_down(image: np.ndarray) -> np.ndarray:
     pixels = image.astype(np.uint32)
     rows, cols = (image.shape[0] - 3) // 2, (image.shape[1] - 3) // 2
     weights = (1, 4, 6, 4, 1)
-    across = sum(w * pixels[:, k : k + 2 * cols : 2] for k, w in enumerate(weights))
-    both = sum(w * across[k : k + 2 * rows : 2] for k, w in enumerate(weights))
+    across = np.zeros((pixels.shape[0], cols, *pixels.shape[2:]), np.uint32)
+    for k, weight in enumerate(weights):
+        across += weight * pixels[:, k : k + 2 * cols : 2]
+    both = np.zeros((rows, *across.shape[1:]), np.uint32)
+    for k, weight in enumerate(weights):
+        both += weight * across[k : k + 2 * rows : 2]
     return np.asarray(both // 256, np.uint8)
 
 
