@@ -35,6 +35,7 @@ SECTIONS = (
     "gpu-torch",
     "quality",
     "alignment",
+    "framing",
     "db_contention",
     "db_contention-before",
     "proxies",

@@ -182,6 +182,30 @@ def test_proxies(smoke):
         assert cost["photos"] > 0 and 0 <= cost["found_only_by_the_retry"] <= cost["photos"]
 
 
+def test_framing(smoke):
+    payload = smoke("framing")
+    check_common(payload, "framing")
+    sets = list(payload["results"])
+    assert sets == [
+        f"{name} {variant}"
+        for name in ("LFW fold 10", "CFP-FF")
+        for variant in ("original", "tight", "relit")
+    ] + ["CFP-FP original"]
+    for report in payload["results"].values():
+        assert (
+            0 <= report["pairs_both_found"] <= report["pairs"] and 0 <= report["no_face"] <= report["photos"]
+        )
+        assert (
+            report["dlib_uses"]["mtcnn"] == 0
+            and report["dlib_uses"]["dlib-5"] == report["photos"] - report["no_face"]
+        )
+        for rule in report["rules"].values():
+            assert 0 <= rule["both_found"]["accuracy_at_card_threshold"] <= 1
+            low, high = rule["versus_mtcnn"]["accuracy_difference_95"]
+            assert -1 <= low <= high <= 1
+        assert report["rules"]["mtcnn"]["versus_mtcnn"]["accuracy_difference_95"] == [0.0, 0.0]
+
+
 def test_ab(results_dir, lfw_root, tmp_path):
     """Old and new servers alternately; here the "old" one is this checkout too, found through
     PYTHONPATH as a real old checkout would be."""
