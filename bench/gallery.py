@@ -161,6 +161,9 @@ def main() -> None:
     parser.add_argument(
         "--ef-search", type=int, default=Settings().hnsw_ef_search, help="--backends: FACEVER_HNSW_EF_SEARCH"
     )
+    parser.add_argument(
+        "--ef-sweep", default="40,80,120", help="--backends: other ef_search values timed on the same gallery"
+    )
     parser.add_argument("--rss-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_worker:

@@ -290,7 +290,14 @@ def plan_uses_index(url: str, probe: np.ndarray, model, ef_search: int) -> bool:
 
 
 def run_size(
-    size: int, real: dict, postgres_url: str, model, threshold: float, ef_search: int, seed: int
+    size: int,
+    real: dict,
+    postgres_url: str,
+    model,
+    threshold: float,
+    ef_search: int,
+    seed: int,
+    ef_sweep: tuple[int, ...] = (),
 ) -> dict:
     from facever.app.db.session import Database
     from facever.app.pgvector_gallery import PgvectorGallery
@@ -316,6 +323,14 @@ def run_size(
         result["first_count_s"] = time.perf_counter() - started
         result["pgvector"] = {f"c{c}": latencies(gallery.search, probes, threshold, c) for c in CONCURRENCY}
         result["agreement"] = agreement(gallery, exact, probes)
+        result["ef_sweep"] = {
+            str(ef): {
+                "c1": latencies(PgvectorGallery(database, model, ef).search, probes, threshold, 1),
+                "agreement": agreement(PgvectorGallery(database, model, ef), exact, probes),
+            }
+            for ef in ef_sweep
+            if ef != ef_search
+        }
         result["enrollment"] = enrollment_under_index(url, gallery, model, rng)
         database.dispose()
         del exact, matrix
@@ -356,6 +371,27 @@ def tables(rows: list[dict], threshold: float, ef_search: int) -> dict[str, str]
         ],
         latency,
     )
+    sweep_rows = [
+        [
+            f"{r['templates']:,}",
+            ef,
+            p50_99(result["c1"]),
+            f"{result['agreement']['recall_at_1']:.4f}",
+            f"{result['agreement']['same_top5']:.3f}",
+        ]
+        for r in rows
+        for ef, result in sorted(
+            {
+                **r.get("ef_sweep", {}),
+                str(ef_search): {"c1": r["pgvector"]["c1"], "agreement": r["agreement"]},
+            }.items(),
+            key=lambda item: int(item[0]),
+        )
+    ]
+    sweep = common.markdown_table(
+        ["templates", "hnsw.ef_search", "identify p50 / p99 ms, 1 at a time", "recall@1", "same top 5"],
+        sweep_rows,
+    )
     storage = common.markdown_table(
         [
             "templates",
@@ -386,6 +422,7 @@ def tables(rows: list[dict], threshold: float, ef_search: int) -> dict[str, str]
     return {
         f"Identify: in-memory exact vs pgvector HNSW (score >= {threshold:.3f}, top {TOP_K})": search,
         "pgvector: loading, index, enrollment under the index, disk": storage,
+        "pgvector: hnsw.ef_search against time and recall (same gallery, same probes)": sweep,
     }
 
 
@@ -405,7 +442,8 @@ def main(args, run) -> None:
     rows = []
     for size in sizes:
         print(f"gallery backends: {size:,} templates ...", flush=True)
-        rows.append(run_size(size, real, args.postgres_url, model, threshold, args.ef_search, seed=size))
+        sweep = tuple(int(ef) for ef in args.ef_sweep.split(",")) if args.ef_sweep else ()
+        rows.append(run_size(size, real, args.postgres_url, model, threshold, args.ef_search, size, sweep))
     config = {
         "model": model_info,
         "threshold": threshold,
