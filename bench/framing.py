@@ -35,6 +35,7 @@ from tqdm import tqdm
 from facever.model.face_choice import choose_face
 from facever.model.images import ImageError, read_image
 from facever.model.landmarks import ShapePredictor, intensity
+from facever.model.matching import is_match
 from facever.model.runtime import FacePipeline
 from facever.training.evaluation.cfp import CFP
 from facever.training.evaluation.lfw import LFW, Pair
@@ -187,8 +188,8 @@ def bootstrap_difference(
     rule's accuracy and AUC minus mtcnn's."""
     rng = np.random.default_rng(0)
     scores, baseline = failed_as_wrong(scores, same), failed_as_wrong(baseline, same)
-    right = ((scores >= threshold) == same).astype(np.float64)
-    right_base = ((baseline >= threshold) == same).astype(np.float64)
+    right = (is_match(scores, threshold) == same).astype(np.float64)
+    right_base = (is_match(baseline, threshold) == same).astype(np.float64)
     draws = rng.integers(0, len(same), (BOOTSTRAP, len(same)))
     accuracy = (right[draws] - right_base[draws]).mean(1)
     aucs = [
@@ -213,7 +214,7 @@ def metrics(scores: np.ndarray, same: np.ndarray, threshold: float) -> dict:
     scored = failed_as_wrong(scores, same)
     return {
         "pairs": int(len(scores)),
-        "accuracy_at_card_threshold": float(np.mean((scored >= threshold) == same)),
+        "accuracy_at_card_threshold": float(np.mean(is_match(scored, threshold) == same)),
         "auc": auc(scored, same),
         "tar_at_far_1e-3": tar_at_far(scored, same, 1e-3)[0],
         "found": int(found.sum()),
