@@ -1,11 +1,9 @@
 """Shared by the tests of issue 19 (templates encrypted at rest, audit trail, retention): fixed template
-keys, and creating and enrolling identities through the API."""
+keys, and the byte search for templates in files and dumps."""
 
 from __future__ import annotations
 
 import base64
-
-from service_samples import ADMIN, lfw
 
 from facever.app.template_crypto import KeyRing, key_id
 
@@ -15,23 +13,6 @@ KEY_A = base64.urlsafe_b64encode(KEY_A_BYTES).decode()
 KEY_B = base64.b64encode(KEY_B_BYTES).decode()  # standard base64 is taken too
 KEY_A_ID, KEY_B_ID = key_id(KEY_A_BYTES), key_id(KEY_B_BYTES)
 RING = KeyRing.of(KEY_B_BYTES, [KEY_A_BYTES])  # reads both
-
-
-def create(client, name: str, **extra) -> int:
-    response = client.post("/v1/identities", json={"name": name, **extra}, headers=ADMIN)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def enroll(client, identity_id: int, photos) -> list[int]:
-    response = client.post(
-        f"/v1/identities/{identity_id}/faces",
-        files=[("images", (f"{p}_{n}.jpg", lfw(p, n))) for p, n in photos],
-        headers=ADMIN,
-    )
-    assert response.status_code == 201, response.text
-    assert response.json()["rejected"] == 0, response.text
-    return [result["face_id"] for result in response.json()["results"]]
 
 
 def needles(template: bytes) -> list[bytes]:

@@ -66,3 +66,23 @@ def files(**images: bytes) -> dict[str, tuple[str, bytes]]:
 # A matched pair of pairs.txt (George_W_Bush 7 65), and a man and a woman: obviously different people.
 SAME_PERSON = (("George_W_Bush", 7), ("George_W_Bush", 65))
 DIFFERENT_PEOPLE = (("George_W_Bush", 7), ("Serena_Williams", 1))
+
+
+# -- identities through the API --------------------------------------------------------------------
+
+
+def create(client, name: str, **extra) -> int:
+    response = client.post("/v1/identities", json={"name": name, **extra}, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def enroll(client, identity_id: int, photos) -> list[int]:
+    response = client.post(
+        f"/v1/identities/{identity_id}/faces",
+        files=[("images", (f"{p}_{n}.jpg", lfw(p, n))) for p, n in photos],
+        headers=ADMIN,
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["rejected"] == 0, response.text
+    return [result["face_id"] for result in response.json()["results"]]

@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from conftest import make_settings
-from governance_samples import create
-from service_samples import ADMIN, ADMIN_KEY, VERIFY, grey_image, lfw
+from service_samples import ADMIN, ADMIN_KEY, VERIFY, create, grey_image, lfw
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 

@@ -12,28 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service_samples import ADMIN, lfw
+from service_samples import ADMIN, create, enroll
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from facever.app.db.session import erasure_pending
-
-
-def create(client, name: str) -> int:
-    response = client.post("/v1/identities", json={"name": name}, headers=ADMIN)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def enroll(client, identity_id: int, photos) -> list[int]:
-    response = client.post(
-        f"/v1/identities/{identity_id}/faces",
-        files=[("images", (f"{p}_{n}.jpg", lfw(p, n))) for p, n in photos],
-        headers=ADMIN,
-    )
-    assert response.status_code == 201, response.text
-    assert response.json()["rejected"] == 0, response.text
-    return [result["face_id"] for result in response.json()["results"]]
 
 
 def stored_templates(database: Path, face_ids: list[int]) -> dict[int, bytes]:

@@ -12,9 +12,9 @@ import time
 
 import httpx
 import numpy as np
-from governance_samples import KEY_A, KEY_A_BYTES, KEY_A_ID, KEY_B, KEY_B_ID, create, enroll
+from governance_samples import KEY_A, KEY_A_BYTES, KEY_A_ID, KEY_B, KEY_B_ID
 from live_server import LiveServer
-from service_samples import VERIFY, lfw
+from service_samples import VERIFY, create, enroll, lfw
 from sqlalchemy import func, select
 
 from facever.app import crud

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 from conftest import make_settings
-from governance_samples import create, enroll, holds
+from governance_samples import holds
 from live_server import LiveServer
-from service_samples import ADMIN, VERIFY, lfw
+from service_samples import ADMIN, VERIFY, create, enroll, lfw
 from sqlalchemy import select
 
 from facever.app import retention

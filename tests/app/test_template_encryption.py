@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import POSTGRES_URL
-from governance_samples import KEY_A, KEY_A_BYTES, KEY_A_ID, KEY_B, KEY_B_ID, RING, create, enroll, holds
-from service_samples import ADMIN, VERIFY, lfw
+from governance_samples import KEY_A, KEY_A_BYTES, KEY_A_ID, KEY_B, KEY_B_ID, RING, holds
+from service_samples import ADMIN, VERIFY, create, enroll, lfw
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
