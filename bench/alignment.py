@@ -80,12 +80,20 @@ def chips(
         face = choose_face(pipeline.detect(rgb))
     except ImageError:
         return None
-    box = dlib_box(face.box, mapping)
+    _, chip = dlib_chip(rgb, predictor, dlib_box(face.box, mapping))
+    return pipeline.crop(rgb, face), chip
+
+
+def dlib_chip(
+    rgb: np.ndarray, predictor: ShapePredictor, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """dlib's 5 points on ``box`` (x1, y1, x2, y2), found by facever's reader of its shape predictor,
+    and the 150 px chip ``dlib.get_face_chip`` cuts from them (padding 0.25): (points, chip)."""
     points = predictor.predict(intensity(rgb), box)
     shape = dlib.full_object_detection(
         dlib.rectangle(*box), [dlib.point(int(round(x)), int(round(y))) for x, y in points]
     )
-    return pipeline.crop(rgb, face), np.asarray(dlib.get_face_chip(rgb, shape, size=150, padding=0.25))
+    return points, np.asarray(dlib.get_face_chip(rgb, shape, size=150, padding=0.25))
 
 
 def evaluate(pipeline, predictor, mapping, pairs, path_of, limit_s: float) -> dict:

@@ -28,13 +28,13 @@ import common
 import dlib
 import numpy as np
 from accuracy import dlib_embeddings
-from alignment import dlib_box
+from alignment import dlib_box, dlib_chip
 from proxies import make_proxies
 from tqdm import tqdm
 
 from facever.model.face_choice import choose_face
 from facever.model.images import ImageError, read_image
-from facever.model.landmarks import ShapePredictor, intensity
+from facever.model.landmarks import ShapePredictor
 from facever.model.matching import is_match
 from facever.model.runtime import FacePipeline
 from facever.training.evaluation.cfp import CFP
@@ -55,12 +55,7 @@ def measure(pipeline: FacePipeline, predictor: ShapePredictor, path: Path) -> di
         face = choose_face(pipeline.detect(rgb))
     except ImageError:
         return None
-    box = dlib_box(face.box, BOX_MAP)
-    points = predictor.predict(intensity(rgb), box)
-    shape = dlib.full_object_detection(
-        dlib.rectangle(*box), [dlib.point(int(round(x)), int(round(y))) for x, y in points]
-    )
-    chip = np.asarray(dlib.get_face_chip(rgb, shape, size=150, padding=0.25))
+    points, chip = dlib_chip(rgb, predictor, dlib_box(face.box, BOX_MAP))
     embeddings = pipeline.embed(np.stack([pipeline.crop(rgb, face), chip]))
     x1, y1, x2, y2 = face.box
     height, width = rgb.shape[:2]
@@ -90,9 +85,7 @@ def with_dlib_box(pipeline: FacePipeline, predictor: ShapePredictor, path: Path,
         record["dlib-5 hog"] = np.full_like(record["mtcnn"], np.nan)
         return record
     box = max(boxes, key=lambda b: b.area())
-    points = predictor.predict(intensity(rgb), (box.left(), box.top(), box.right(), box.bottom()))
-    shape = dlib.full_object_detection(box, [dlib.point(int(round(x)), int(round(y))) for x, y in points])
-    chip = np.asarray(dlib.get_face_chip(rgb, shape, size=150, padding=0.25))
+    _, chip = dlib_chip(rgb, predictor, (box.left(), box.top(), box.right(), box.bottom()))
     record["dlib-5 hog"] = pipeline.embed(chip[None])[0]
     return record
 
