@@ -147,7 +147,7 @@ class FaceAnalyser:
         metrics.INFERENCE_WAIT_SECONDS.observe(timings.queue)
         results: list[AnalysedFace | ImageError] = []
         pending: list[tuple[int, AnalysedFace]] = []  # results still waiting for their embedding
-        crops = []
+        views = []  # per face, the chips the network embeds (V, S, S, 3)
         # Announced to the batcher before detection, so that a batch waits for these crops (within
         # its window) rather than leaving just before they arrive.
         with self.batcher.coming() if self.batcher else nullcontext() as ticket:
@@ -155,18 +155,18 @@ class FaceAnalyser:
                 if isinstance(detected, ImageError):
                     results.append(detected)
                     continue
-                face, crop = detected
+                face, face_views = detected
                 pending.append((len(results), face))
                 results.append(face)
-                crops.append(crop)
-            if not crops:
+                views.append(face_views)
+            if not views:
                 return Analysis(results, timings)
             start = time.perf_counter()
             embed = ticket.embed if ticket is not None else self.pipeline.embed
-            embeddings = embed(np.stack(crops))
+            embeddings = embed(np.stack(views))
             timings.embed = time.perf_counter() - start
             metrics.INFERENCE_SECONDS.labels("embed").observe(timings.embed)
-            metrics.FACES_EMBEDDED.inc(len(crops))
+            metrics.FACES_EMBEDDED.inc(len(views))
         for (index, face), embedding in zip(pending, embeddings, strict=True):
             results[index] = replace(face, embedding=embedding)
         return Analysis(results, timings)
@@ -203,7 +203,8 @@ class FaceAnalyser:
     def _detect(
         self, upload: Upload, policy: MultiFacePolicy, timings: Timings
     ) -> tuple[AnalysedFace, np.ndarray]:
-        """The chosen face (its embedding still empty) and its aligned crop, or ImageError."""
+        """The chosen face (its embedding still empty, its crop the first view) and the views the network
+        embeds (V, S, S, 3), or ImageError."""
         if upload.error is not None:
             raise upload.error
         start = time.perf_counter()
@@ -217,7 +218,8 @@ class FaceAnalyser:
         metrics.INFERENCE_SECONDS.labels("decode").observe(decoded - start)
         metrics.INFERENCE_SECONDS.labels("detect").observe(detected - decoded)
         face = choose_face(faces, policy)
-        crop = self.pipeline.crop(image, face)
+        views = self.pipeline.views(image, face)
+        crop = views[0]
         chosen = AnalysedFace(
             np.empty(0, np.float32),
             _in_original_pixels(face, decoded_image),
@@ -228,7 +230,7 @@ class FaceAnalyser:
         )
         # the size in the original's pixels, the rest from the crop the model sees
         chosen = replace(chosen, quality=assess(chosen.face, crop))
-        return chosen, crop
+        return chosen, views
 
     def _decode(self, data: bytes) -> DecodedImage:
         """Decode (reduced to the detector's working size); large images one at a time."""

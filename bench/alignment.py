@@ -22,6 +22,7 @@ import dlib
 import numpy as np
 
 from facever.model.face_choice import choose_face
+from facever.model.framing import dlib_box
 from facever.model.images import ImageError, decode_image
 from facever.model.landmarks import ShapePredictor, intensity
 from facever.model.runtime import FacePipeline
@@ -61,14 +62,6 @@ def fit_box_map(pipeline: FacePipeline, lfw: LFW, count: int) -> np.ndarray:
         if len(rows) == count:
             break
     return np.median(np.array(rows), axis=0)
-
-
-def dlib_box(box: tuple[float, float, float, float], mapping: np.ndarray) -> tuple[int, int, int, int]:
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
-    cx, cy = (x1 + x2) / 2 + mapping[0] * w, (y1 + y2) / 2 + mapping[1] * h
-    half_w, half_h = mapping[2] * w / 2, mapping[3] * h / 2
-    return round(cx - half_w), round(cy - half_h), round(cx + half_w), round(cy + half_h)
 
 
 def chips(

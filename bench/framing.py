@@ -28,15 +28,17 @@ import common
 import dlib
 import numpy as np
 from accuracy import dlib_embeddings
-from alignment import dlib_box, dlib_chip
+from alignment import dlib_chip
 from proxies import make_proxies
 from tqdm import tqdm
 
 from facever.model.face_choice import choose_face
+from facever.model.framing import dlib_box
 from facever.model.images import ImageError, read_image
 from facever.model.landmarks import ShapePredictor
 from facever.model.matching import is_match
 from facever.model.runtime import FacePipeline
+from facever.training.config import AlignmentConfig
 from facever.training.evaluation.cfp import CFP
 from facever.training.evaluation.lfw import LFW, Pair
 from facever.training.evaluation.protocol import auc, failed_as_wrong, tar_at_far
@@ -44,7 +46,7 @@ from facever.training.networks.dlib_shape_predictor import read_shape_predictor
 
 DEFAULT_CFP = common.REPO.parent / "shared" / "data" / "cfp"
 # bench/results/alignment.json's fit (MTCNN box -> dlib HOG box: centre shift and size, in box units).
-BOX_MAP = np.array([0.05384455566990028, 0.08405923359650927, 1.1306419062278905, 0.8562440075067215])
+BOX_MAP = np.array(AlignmentConfig().dlib_5_box_map)
 VERSION = 1  # of the per-photo records cached under .cache/framing/
 
 

@@ -36,6 +36,7 @@ SECTIONS = (
     "quality",
     "alignment",
     "framing",
+    "views",
     "db_contention",
     "db_contention-before",
     "proxies",

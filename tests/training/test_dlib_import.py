@@ -18,9 +18,10 @@ from facever.training.train import train
 pytestmark = pytest.mark.slow
 
 
-def test_the_imported_network_exports_with_a_calibrated_card(fold9_lfw, tmp_path):
+@pytest.mark.parametrize("recipe", ["shipped", "two-views"])
+def test_the_imported_network_exports_with_a_calibrated_card(fold9_lfw, tmp_path, recipe):
     config = load_config(
-        Path(__file__).resolve().parents[2] / "training" / "configs" / "shipped.yaml",
+        Path(__file__).resolve().parents[2] / "training" / "configs" / f"{recipe}.yaml",
         {"data": {"lfw": str(fold9_lfw), "cache_dir": str(tmp_path / "cache")}},
     )
     checkpoint = train(config, tmp_path / "run")
@@ -28,6 +29,13 @@ def test_the_imported_network_exports_with_a_calibrated_card(fold9_lfw, tmp_path
 
     assert card.input.size == 150 and card.input.channels == 3
     assert np.allclose(card.alignment.template, DLIB_CHIP_150, atol=1e-3)
+    if recipe == "two-views":  # the predictor's arrays ship beside the network: serving needs no dlib
+        assert card.alignment.views == ["landmarks", "dlib-5"] and card.alignment.dlib_5 is not None
+        assert (tmp_path / "model" / card.alignment.dlib_5.shape_predictor).is_file()
+        assert card.data.test_folds == [10]
+    else:
+        assert card.alignment.views == ["landmarks"] and card.alignment.dlib_5 is None
+        assert not list((tmp_path / "model").glob("*.npz"))
     assert card.data.train_folds == [] and card.data.train.model_dump() == {"people": 0, "images": 0}
     assert card.data.calibration_folds == [9] and 10 in card.data.test_folds
     assert "public domain" in card.training.initial_weights

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facever.model.alignment import DLIB_CHIP_150, template
-from facever.model.card import AlignmentSpec, InputSpec
+from facever.model.card import AlignmentSpec, Dlib5Framing, InputSpec
 from facever.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -68,10 +68,24 @@ def input_spec(config: TrainConfig) -> InputSpec:
 
 def alignment_spec(config: TrainConfig) -> AlignmentSpec:
     points = np.round(crop_template(config), 4).tolist()
+    views = list(config.alignment.views)
     if config.network.architecture == "dlib-resnet":
+        dlib_5 = None
+        if "dlib-5" in views:
+            dlib_5 = Dlib5Framing(
+                box_map=config.alignment.dlib_5_box_map,
+                max_yaw=config.alignment.dlib_5_max_yaw,
+                size=config.network.input_size,
+            )
         return AlignmentSpec(
             template=points,
             layout="dlib's 150x150 face chip (padding 0.25): MTCNN's landmarks placed where they fall, on "
             "average, in the chips dlib cuts with its own 5-point shape model (model/alignment.py)",
+            views=views,
+            dlib_5=dlib_5,
+        )
+    if views != ["landmarks"]:
+        raise ValueError(
+            "the dlib-5 view frames dlib's 150x150 chip: only for network.architecture dlib-resnet"
         )
     return AlignmentSpec(template=points, zoom=config.data.crop_zoom)
