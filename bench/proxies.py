@@ -123,12 +123,10 @@ def compare(
 
 
 def relight_cost(files: list[Path]) -> dict:
-    """Detection time on one core with and without the retry on the luminance-equalised copy, for the
-    photos that need it (both passes on the photo find nothing) and the photos that do not."""
+    """Detection time on one core with and without the luminance-equalised copy, for the photos that
+    need it (both passes on the photo find nothing) and the photos that do not."""
     with_retry = FaceDetector(DetectorConfig(), device="cpu", threads=1)
-    without = FaceDetector(
-        dataclasses.replace(DetectorConfig(), relight_retry=False), device="cpu", threads=1
-    )
+    without = FaceDetector(dataclasses.replace(DetectorConfig(), equalize=False), device="cpu", threads=1)
     times: dict[str, list[tuple[float, float]]] = {"needed": [], "not_needed": []}
     found_by_retry = 0
     for file in files:

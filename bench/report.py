@@ -37,6 +37,8 @@ SECTIONS = (
     "alignment",
     "framing",
     "views",
+    "equalise",
+    "parts",
     "db_contention",
     "db_contention-before",
     "proxies",

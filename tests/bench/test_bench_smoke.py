@@ -206,6 +206,37 @@ def test_framing(smoke):
         assert report["rules"]["mtcnn"]["versus_mtcnn"]["accuracy_difference_95"] == [0.0, 0.0]
 
 
+def test_views(smoke):
+    payload = smoke("views")
+    check_common(payload, "views")
+    assert list(payload["results"]) == ["original", "tight", "relit"]
+    for report in payload["results"].values():
+        assert 0 < report["pairs_found"] <= report["pairs"]
+        for framing in ("landmarks", "dlib-5", "both"):
+            assert 0 <= report[framing]["accuracy"] <= 1 and 0 <= report[framing]["auc"] <= 1
+
+
+def test_equalise(smoke):
+    payload = smoke("equalise")
+    check_common(payload, "equalise")
+    assert list(payload["results"]) == ["original", "tight", "relit"]
+    for report in payload["results"].values():
+        assert 0 < report["pairs_both_found"] <= report["pairs"]
+        for setting in ("photo as it is", "equalised copy first"):
+            assert 0 <= report[setting]["no_face"] <= report[setting]["photos"]
+            assert 0 <= report[setting]["accuracy"] <= 1 and 0 <= report[setting]["auc"] <= 1
+
+
+def test_parts(smoke):
+    payload = smoke("parts")
+    check_common(payload, "parts")
+    totals = payload["results"]["totals"]
+    assert totals["part check"][0] == totals["no part check"][0] > 0
+    for crops, misplaced, no_face in totals.values():
+        assert 0 <= misplaced + no_face <= crops
+    assert 0 <= payload["results"]["ordinary_photos"]["part_check_ran_share"] <= 1
+
+
 def test_ab(results_dir, lfw_root, tmp_path):
     """Old and new servers alternately; here the "old" one is this checkout too, found through
     PYTHONPATH as a real old checkout would be."""
