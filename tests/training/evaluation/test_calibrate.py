@@ -58,6 +58,10 @@ def test_shipped_cards_have_a_map_even_at_their_verify_threshold(name):
     assert card.probability is not None and card.probability.method == "logistic"
     assert card.probability.prior == 0.5
     # the best balanced-accuracy threshold and the 50 % point of the map are two equal-prior estimates
-    assert card.probability(card.threshold) == pytest.approx(0.5, abs=0.05)
+    # of the same cosine; they agree within 0.003 (the map is steep: 0.002 of cosine is 0.08 of
+    # probability, and fold 9's balanced accuracy is flat over a few thousandths)
+    midpoint = -card.probability.intercept / card.probability.slope
+    assert midpoint == pytest.approx(card.threshold, abs=0.003)
+    assert 0.35 < card.probability(card.threshold) < 0.65
     assert card.probability(card.identify_threshold) > 0.99
     assert np.all(np.diff(card.probability(np.linspace(-1, 1, 201))) >= 0)
