@@ -39,6 +39,7 @@ SECTIONS = (
     "views",
     "equalise",
     "parts",
+    "ab-issue16",
     "db_contention",
     "db_contention-before",
     "proxies",
