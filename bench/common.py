@@ -15,7 +15,7 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -165,6 +165,24 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> 
 
 
 # -- the result file -----------------------------------------------------------------------------
+
+
+def cached_per_key(file: Path, paths: dict[str, Path], compute: Callable[[Path], object], desc: str) -> dict:
+    """``compute(path)`` for every key of ``paths``, kept in one .npz at ``file`` (a pickled dict by key),
+    so that a rerun computes only the keys it has not seen."""
+    from tqdm import tqdm  # not at module level: see the module's docstring
+
+    stored: dict = {}
+    if file.exists():
+        with np.load(file, allow_pickle=True) as data:
+            stored = data["records"].item()
+    missing = sorted(set(paths) - set(stored))
+    for key in tqdm(missing, desc=desc, unit="img"):
+        stored[key] = compute(paths[key])
+    if missing:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(file, records=np.array(stored, dtype=object))
+    return {key: stored[key] for key in paths}
 
 
 class Run:

@@ -17,7 +17,6 @@ from pathlib import Path
 import common
 import numpy as np
 from proxies import make_proxies
-from tqdm import tqdm
 
 from facever.model.detection import DetectorConfig
 from facever.model.images import read_image
@@ -33,17 +32,7 @@ VERSION = 1  # of the embeddings cached under .cache/equalise/
 def embeddings(pipeline: FacePipeline, paths: dict[str, Path], cache: Path, tag: str) -> dict:
     """Key -> the chosen face's embedding (None without a face), cached per setting and set."""
     file = cache / "equalise" / f"{tag}-v{VERSION}.npz"
-    stored: dict[str, np.ndarray | None] = {}
-    if file.exists():
-        with np.load(file, allow_pickle=True) as data:
-            stored = data["records"].item()
-    missing = sorted(set(paths) - set(stored))
-    for key in tqdm(missing, desc=tag, unit="img"):
-        stored[key] = pipeline.embed_chosen(read_image(paths[key]))[0]
-    if missing:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(file, records=np.array(stored, dtype=object))
-    return {k: stored[k] for k in paths}
+    return common.cached_per_key(file, paths, lambda path: pipeline.embed_chosen(read_image(path))[0], tag)
 
 
 def scores(vectors: dict, pairs: list[Pair]) -> np.ndarray:

@@ -30,7 +30,6 @@ import numpy as np
 from accuracy import dlib_embeddings
 from alignment import dlib_chip
 from proxies import make_proxies
-from tqdm import tqdm
 
 from facever.model.face_choice import choose_face
 from facever.model.framing import dlib_box
@@ -47,7 +46,7 @@ from facever.training.networks.dlib_shape_predictor import read_shape_predictor
 DEFAULT_CFP = common.REPO.parent / "shared" / "data" / "cfp"
 # bench/results/alignment.json's fit (MTCNN box -> dlib HOG box: centre shift and size, in box units).
 BOX_MAP = np.array(AlignmentConfig().dlib_5_box_map)
-VERSION = 1  # of the per-photo records cached under .cache/framing/
+VERSION = 2  # of the per-photo records cached under .cache/framing/
 
 
 def measure(pipeline: FacePipeline, predictor: ShapePredictor, path: Path) -> dict | None:
@@ -113,22 +112,12 @@ def _disagreement(landmarks: np.ndarray, points: np.ndarray) -> float:
 
 def records(pipeline, predictor, paths: dict[str, Path], cache: Path, tag: str) -> dict[str, dict | None]:
     """Per-photo records, cached under ``cache`` (one npz per set and variant, keeping every key)."""
-    file = cache / "framing" / f"{tag}-v{VERSION}.npz"
-    stored: dict[str, dict | None] = {}
-    if file.exists():
-        with np.load(file, allow_pickle=True) as data:
-            stored = data["records"].item()
-    missing = sorted(set(paths) - set(stored))
-    for key in tqdm(missing, desc=tag, unit="img"):
-        stored[key] = measure(pipeline, predictor, paths[key])
-    older = sorted(k for k in paths if stored[k] is not None and "dlib-5 hog" not in stored[k])  # type: ignore[operator]
-    for key in tqdm(older, desc=f"{tag} (dlib's box)", unit="img"):
-        stored[key] = with_dlib_box(pipeline, predictor, paths[key], stored[key])  # type: ignore[arg-type]
-    missing += older
-    if missing:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(file, records=np.array(stored, dtype=object))
-    return {k: stored[k] for k in paths}
+
+    def record(path: Path) -> dict | None:
+        measured = measure(pipeline, predictor, path)
+        return None if measured is None else with_dlib_box(pipeline, predictor, path, measured)
+
+    return common.cached_per_key(cache / "framing" / f"{tag}-v{VERSION}.npz", paths, record, tag)
 
 
 def _both(record: dict) -> np.ndarray:

@@ -16,7 +16,6 @@ from pathlib import Path
 import common
 import numpy as np
 from proxies import make_proxies
-from tqdm import tqdm
 
 from facever.model.card import Dlib5Framing
 from facever.model.face_choice import choose_face
@@ -56,17 +55,7 @@ def embed(pipeline: FacePipeline, framer: Framer, path: Path) -> np.ndarray | No
 
 def records(pipeline, framer, paths: dict[str, Path], cache: Path, tag: str) -> dict[str, np.ndarray | None]:
     file = cache / "views" / f"{tag}-v{VERSION}.npz"
-    stored: dict[str, np.ndarray | None] = {}
-    if file.exists():
-        with np.load(file, allow_pickle=True) as data:
-            stored = data["records"].item()
-    missing = sorted(set(paths) - set(stored))
-    for key in tqdm(missing, desc=tag, unit="img"):
-        stored[key] = embed(pipeline, framer, paths[key])
-    if missing:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(file, records=np.array(stored, dtype=object))
-    return {k: stored[k] for k in paths}
+    return common.cached_per_key(file, paths, lambda path: embed(pipeline, framer, path), tag)
 
 
 def vector(record: np.ndarray, framing: str) -> np.ndarray:
