@@ -32,7 +32,7 @@ from alignment import dlib_chip
 from proxies import make_proxies
 
 from facever.model.face_choice import choose_face
-from facever.model.framing import dlib_box
+from facever.model.framing import dlib_box, yaw
 from facever.model.images import ImageError, read_image
 from facever.model.landmarks import ShapePredictor
 from facever.model.matching import is_match
@@ -64,7 +64,7 @@ def measure(pipeline: FacePipeline, predictor: ShapePredictor, path: Path) -> di
         "mtcnn": embeddings[0],
         "dlib-5": embeddings[1],
         "coverage": (x2 - x1) * (y2 - y1) / (width * height),
-        "yaw": _yaw(face.landmarks),
+        "yaw": yaw(face.landmarks),
         "disagreement": _disagreement(face.landmarks, points),
         "score": face.score,
     }
@@ -89,15 +89,6 @@ def with_dlib_box(pipeline: FacePipeline, predictor: ShapePredictor, path: Path,
     _, chip = dlib_chip(rgb, predictor, (box.left(), box.top(), box.right(), box.bottom()))
     record["dlib-5 hog"] = pipeline.embed(chip[None])[0]
     return record
-
-
-def _yaw(landmarks: np.ndarray) -> float:
-    """The nose's horizontal offset from the eyes' middle, in eye distances (0 frontal, ~0.5 profile)."""
-    left, right, nose = landmarks[0], landmarks[1], landmarks[2]
-    eyes = right - left
-    distance = float(np.hypot(*eyes))
-    offset = (nose - (left + right) / 2) @ eyes / distance
-    return abs(float(offset)) / max(distance, 1e-6)
 
 
 def _disagreement(landmarks: np.ndarray, points: np.ndarray) -> float:

@@ -122,11 +122,11 @@ class FaceverEngine:
             face = self.pipeline.choose(image)
         except ImageError:
             return time.perf_counter() - start, None
-        crop = self.pipeline.crop(image, face)
+        views = self.pipeline.views(image, face)  # what the service embeds: every view of the card
         aligned = time.perf_counter()
-        self.pipeline.embed(crop[None])
+        self.pipeline.embed(views[None])
         done = time.perf_counter()
-        self.last_crop = crop
+        self.last_crop = views
         return aligned - start, done - aligned
 
 

@@ -8,7 +8,7 @@
   its place: the predictor only ever saw the faces HOG finds, which are near-frontal.
 
 With both views the embedding is the normalised sum of the two chips' unit embeddings: on LFW folds
-1-4 and their tight and relit copies (bench/framing.py) the sum separated people better than either
+1-4 and their tight and relit copies (bench/views.py) the sum separated people better than either
 chip alone, most of all under one-sided light, where the two framings fail on different photos.
 """
 
@@ -69,6 +69,12 @@ class Framer:
             return None
         points = self.predictor.predict(intensity(image), dlib_box(face.box, self.dlib_5.box_map))
         return dlib_face_chip(image, points, self.dlib_5.size, self.dlib_5.padding)
+
+    def first_view(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
+        """The S x S x 3 chip of the card's first view alone."""
+        if self.views[0] == "dlib-5" and (chip := self.dlib_5_chip(image, face)) is not None:
+            return chip
+        return self.landmarks_chip(image, face)
 
     def views_of(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
         """(V, S, S, 3) uint8: the card's views of ``face``, in the card's order."""

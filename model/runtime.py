@@ -78,7 +78,7 @@ class FacePipeline:
 
     def crop(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
         """The S x S x 3 chip of the card's first view (quality, the crop shown, int8 calibration)."""
-        return self.views(image, face)[0]
+        return self.framer.first_view(image, face)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) chips or (N, V, S, S, 3) views -> (N, D) unit embeddings."""
