@@ -11,18 +11,23 @@ its mean colour, with lower stage thresholds: the face then has room around it, 
 trained to see it. Both passes see a copy of the image with its luminance equalised (dark and
 side-lit faces are found, and landmarks land better everywhere); the image as it is is tried only
 when the copy shows no face. Coordinates are mapped back to the image given.
+
+Several images can be detected at once (``detect_many``): every stage runs once for all of them,
+which is what a GPU needs (its cost is per run, not per pixel); with a canvas, images of different
+sizes share P-Net's runs too. The faces are the ones each image gets alone.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from facever.model.onnx_session import create_session, run_batch, runs_on_gpu
+from facever.model.onnx_session import create_session, pad_to_bucket, run_batch, runs_on_gpu
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
@@ -64,6 +69,12 @@ class DetectorConfig:
     # on LFW folds 1-4 AUC 0.9955 -> 0.9972 as photographed, 0.9886 -> 0.9924 lit from one side
     # (bench/equalise.py). False: the image as it is, and no retry.
     equalize: bool = True
+    # Canvas sides (ascending, pixels of the detection image): P-Net sees each pyramid level of an
+    # image placed in the level's copy of the smallest canvas that holds it, so that the network meets
+    # a few fixed shapes and images of different sizes run in one batch (on CUDA every new shape costs
+    # a new plan). The faces found are the same (_pnet_with_mask). () runs each image at its own
+    # size: on the CPU the canvas would be extra work. Needs the onnx package (the gpu extra).
+    canvas: tuple[int, ...] = ()
 
 
 def _model_path(name: str) -> Path:
@@ -83,7 +94,8 @@ CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
 class FaceDetector:
     def __init__(self, config: DetectorConfig = DetectorConfig(), device: str = "auto", threads: int = 0):
         self.config = config
-        self._pnet = create_session(_model_path("pnet"), device, threads, CUDA_OPTIONS)
+        pnet = _pnet_with_mask(_model_path("pnet")) if config.canvas else _model_path("pnet")
+        self._pnet_session = create_session(pnet, device, threads, CUDA_OPTIONS)
         self._rnet = create_session(_model_path("rnet"), device, threads, CUDA_OPTIONS)
         self._onet = create_session(_model_path("onet"), device, threads, CUDA_OPTIONS)
         self.providers = self._onet.get_providers()
@@ -91,6 +103,31 @@ class FaceDetector:
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         """Faces in an HxWx3 uint8 RGB image (HxW grey is taken too), largest first, in its pixels."""
+        return self.detect_many([image])[0]
+
+    def detect_many(self, images: Sequence[np.ndarray]) -> list[list[DetectedFace]]:
+        """``detect`` for several images at once: each network runs once per stage (P-Net once per
+        pyramid level and image shape, or canvas) for all of them. On the CPU the faces are exactly
+        those ``detect`` finds in each image alone."""
+        shrunk = [self._working_copy(image) for image in images]
+        pictures = [picture for picture, _ in shrunk]
+        if self.config.equalize:
+            found = self._passes([equalized_luminance(picture) for picture in pictures])
+            # The image as it is, where its equalised copy shows no face.
+            missing = [i for i, faces in enumerate(found) if not faces]
+            for i, faces in zip(missing, self._passes([pictures[i] for i in missing]), strict=True):
+                found[i] = faces
+        else:
+            found = self._passes(pictures)
+        results = []
+        for (_, shrink), faces in zip(shrunk, found, strict=True):
+            moved = [_moved(face, shrink, 0) for face in faces]
+            moved.sort(key=_area, reverse=True)
+            results.append(moved)
+        return results
+
+    def _working_copy(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The RGB image the cascade sees (reduced to max_side) and the factor it was reduced by."""
         if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
             raise ValueError(f"expected an HxWx3 (or HxW) uint8 image, got {image.dtype} {image.shape}")
         if image.ndim == 2:
@@ -100,25 +137,18 @@ class FaceDetector:
         if shrink < 1.0:
             # max(1, ...): a very long, thin image must not shrink to zero pixels.
             image = _resize(image, (max(1, round(width * shrink)), max(1, round(height * shrink))))
-        faces = self._passes(equalized_luminance(image)) if self.config.equalize else []
-        if not faces:
-            faces = self._passes(image)
-        faces = [_moved(face, shrink, 0) for face in faces]
-        faces.sort(key=lambda face: face.area, reverse=True)
-        return faces
+        return image, shrink
 
-    def _passes(self, image: np.ndarray) -> list[DetectedFace]:
-        """The first pass, then the framed second pass when the first finds nothing or maybe a part."""
-        faces = self._cascade(image, self.config.thresholds)
-        if self.config.retry_margin <= 0 or (faces and not self._maybe_a_part(image, faces)):
-            return faces
-        framed = self._framed_pass(image)
-        if not faces:
-            return framed
-        first, second = max(faces, key=_area), max(framed, key=_area, default=None)
-        if second is not None and second.area >= 2 * first.area and _holds_centre(second, first):
-            return framed
-        return faces
+    def _passes(self, images: list[np.ndarray]) -> list[list[DetectedFace]]:
+        """Per image: the first pass, then the framed second pass where the first finds nothing or
+        maybe only a face part."""
+        found = self._cascade(images, self.config.thresholds)
+        if self.config.retry_margin <= 0:
+            return found
+        again = [i for i, faces in enumerate(found) if not faces or self._maybe_a_part(images[i], faces)]
+        for i, framed in zip(again, self._framed_passes([images[i] for i in again]), strict=True):
+            found[i] = _whole_face(found[i], framed)
+        return found
 
     def _maybe_a_part(self, image: np.ndarray, faces: list[DetectedFace]) -> bool:
         height, width = image.shape[:2]
@@ -126,107 +156,245 @@ class FaceDetector:
             return False
         return max(face.area for face in faces) < self.config.part_check_coverage * height * width
 
-    def _framed_pass(self, image: np.ndarray) -> list[DetectedFace]:
-        """The cascade on ``image`` inside a margin of its mean colour, with the retry thresholds."""
-        margin = max(1, round(self.config.retry_margin * max(image.shape[:2])))
-        framed = _frame(image, margin)
-        shrink_framed = min(1.0, self.config.max_side / max(framed.shape[:2]))
-        if shrink_framed < 1.0:
-            h, w = framed.shape[:2]
-            framed = _resize(framed, (max(1, round(w * shrink_framed)), max(1, round(h * shrink_framed))))
+    def _framed_passes(self, images: list[np.ndarray]) -> list[list[DetectedFace]]:
+        """The cascade on each image inside a margin of its mean colour, with the retry thresholds."""
+        framed, placements = [], []
+        for image in images:
+            margin = max(1, round(self.config.retry_margin * max(image.shape[:2])))
+            picture = _frame(image, margin)
+            shrink = min(1.0, self.config.max_side / max(picture.shape[:2]))
+            if shrink < 1.0:
+                h, w = picture.shape[:2]
+                picture = _resize(picture, (max(1, round(w * shrink)), max(1, round(h * shrink))))
+            framed.append(picture)
+            placements.append((shrink, margin))
+        found = self._cascade(framed, self.config.retry_thresholds)
         return [
-            _moved(face, shrink_framed, margin)
-            for face in self._cascade(framed, self.config.retry_thresholds)
+            [_moved(face, shrink, margin) for face in faces]
+            for faces, (shrink, margin) in zip(found, placements, strict=True)
         ]
 
-    def _cascade(self, image: np.ndarray, thresholds: tuple[float, float, float]) -> list[DetectedFace]:
-        """The three stages on an RGB image, in its own pixels."""
-        boxes = self._propose(image, thresholds[0])
-        if len(boxes):
-            boxes = self._refine(image, boxes, thresholds[1])
-        if not len(boxes):
+    def _cascade(
+        self, images: list[np.ndarray], thresholds: tuple[float, float, float]
+    ) -> list[list[DetectedFace]]:
+        """The three stages on RGB images, each face in its own image's pixels."""
+        if not images:
             return []
-        boxes, points = self._output(image, boxes, thresholds[2])
+        # One PIL image for every pyramid level and crop: converting the array for each costs as much
+        # as a third of the resizing itself.
+        pictures = [Image.fromarray(image) for image in images]
+        boxes = self._propose(pictures, thresholds[0])
+        boxes = self._refine(pictures, boxes, thresholds[1])
+        outputs = self._output(pictures, boxes, thresholds[2])
         return [
-            DetectedFace(
-                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-                landmarks=pts.reshape(2, 5).T.astype(np.float32),
-                score=float(box[4]),
-            )
-            for box, pts in zip(boxes, points, strict=True)
+            [
+                DetectedFace(
+                    box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                    landmarks=pts.reshape(2, 5).T.astype(np.float32),
+                    score=float(box[4]),
+                )
+                for box, pts in zip(final, points, strict=True)
+            ]
+            for final, points in outputs
         ]
 
-    # -- the three stages ------------------------------------------------------------------------
+    # -- the three stages, each run once for every image ------------------------------------------
 
-    def _propose(self, image: np.ndarray, threshold: float) -> np.ndarray:
-        """P-Net over an image pyramid -> candidate squares (N, 5): x1, y1, x2, y2, score."""
-        height, width = image.shape[:2]
+    def _propose(self, pictures: list[Image.Image], threshold: float) -> list[np.ndarray]:
+        """P-Net over each image's pyramid -> per image, candidate squares (N, 5): x1, y1, x2, y2, score.
+        The pyramid's scales are the same for every image (they start from the smallest face); at each
+        level the images of one input shape go through P-Net together."""
+        levels: list[list[np.ndarray]] = [[] for _ in pictures]
         scale = 12.0 / self.config.min_face_size
-        smallest = min(height, width) * scale
-        candidates = []
-        while smallest >= 12:
-            scaled = _resize(image, (int(np.ceil(width * scale)), int(np.ceil(height * scale))))
-            # The MTCNN weights were trained on transposed images (x and y swapped).
-            regression, probability = self._pnet.run(
-                None, {"input_1": _network_input(scaled.transpose(1, 0, 2)[None])}
-            )
-            heat = probability[0, :, :, 1].T
-            offsets = regression[0].transpose(1, 0, 2)
-            ys, xs = np.nonzero(heat >= threshold)
-            if len(ys):
-                stride, cell = 2.0, 12.0
-                x1 = np.fix((stride * xs + 1) / scale)
-                y1 = np.fix((stride * ys + 1) / scale)
-                x2 = np.fix((stride * xs + cell) / scale)
-                y2 = np.fix((stride * ys + cell) / scale)
-                level = np.column_stack([x1, y1, x2, y2, heat[ys, xs], offsets[ys, xs]])
-                candidates.append(level[_nms(level, 0.5)])
+        smallest = [min(picture.size) * scale for picture in pictures]
+        while True:
+            todo = [i for i, side in enumerate(smallest) if side >= 12]
+            if not todo:
+                break
+            scaled = {i: _resize(pictures[i], _scaled_size(pictures[i].size, scale)) for i in todo}
+            groups: dict[tuple[int, int], list[int]] = {}
+            for i in todo:
+                groups.setdefault(self._pnet_shape(scaled[i], scale), []).append(i)
+            for shape, members in groups.items():
+                heats = self._pnet([scaled[i] for i in members], shape)
+                for i, (heat, offsets) in zip(members, heats, strict=True):
+                    candidates = _candidates(heat, offsets, scale, threshold)
+                    if len(candidates):
+                        levels[i].append(candidates)
             scale *= self.config.scale_factor
-            smallest *= self.config.scale_factor
-        if not candidates:
-            return np.empty((0, 5), np.float32)
-        boxes = np.concatenate(candidates)
-        boxes = boxes[_nms(boxes, 0.7)]
-        boxes = np.column_stack([_regress(boxes[:, :4], boxes[:, 5:9]), boxes[:, 4]])
-        return _square(boxes)
+            smallest = [side * self.config.scale_factor for side in smallest]
+        proposals = []
+        for found in levels:
+            if not found:
+                proposals.append(np.empty((0, 5), np.float32))
+                continue
+            boxes = np.concatenate(found)
+            boxes = boxes[_nms(boxes, 0.7)]
+            boxes = np.column_stack([_regress(boxes[:, :4], boxes[:, 5:9]), boxes[:, 4]])
+            proposals.append(_square(boxes))
+        return proposals
 
-    def _refine(self, image: np.ndarray, boxes: np.ndarray, threshold: float) -> np.ndarray:
+    def _pnet_shape(self, scaled: np.ndarray, scale: float) -> tuple[int, int]:
+        """The (height, width) P-Net runs ``scaled`` at: its own, or its canvas at this level."""
+        height, width = scaled.shape[:2]
+        for side in self.config.canvas:
+            if max(height, width) <= int(np.ceil(side * scale)):
+                return int(np.ceil(side * scale)), int(np.ceil(side * scale))
+        return height, width
+
+    def _pnet(self, scaled: list[np.ndarray], shape: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """P-Net on same-level images placed at the top left of a ``shape`` canvas -> per image, its
+        face probability (H', W') and box offsets (H', W', 4) over the image's own cells."""
+        batch = np.zeros((len(scaled), *shape, 3), np.uint8)
+        for row, image in zip(batch, scaled, strict=True):
+            row[: image.shape[0], : image.shape[1]] = image
+        # The MTCNN weights were trained on transposed images (x and y swapped).
+        feed = {"input_1": _network_input(batch.transpose(0, 2, 1, 3))}
+        if self.config.canvas:
+            feed["mask"] = _canvas_mask(scaled, shape)
+        if self.on_gpu:
+            feed = {name: pad_to_bucket(value) for name, value in feed.items()}
+        regression, probability = self._pnet_session.run(None, feed)
+        heats = []
+        for k, image in enumerate(scaled):
+            rows, columns = _pnet_cells(image.shape[0]), _pnet_cells(image.shape[1])
+            heat = probability[k, :columns, :rows, 1].T
+            offsets = regression[k, :columns, :rows].transpose(1, 0, 2)
+            heats.append((heat, offsets))
+        return heats
+
+    def _refine(
+        self, pictures: list[Image.Image], boxes: list[np.ndarray], threshold: float
+    ) -> list[np.ndarray]:
         """R-Net: reject most candidates and tighten the rest."""
-        regression, probability = run_batch(self._rnet, "input_2", _crops(image, boxes, 24), self.on_gpu)
-        keep = probability[:, 1] > threshold
-        boxes = np.column_stack([boxes[keep, :4], probability[keep, 1]])
-        regression = regression[keep]
-        if not len(boxes):
-            return boxes
-        pick = _nms(boxes, self.config.refine_nms)
-        boxes = np.column_stack([_regress(boxes[pick, :4], regression[pick]), boxes[pick, 4]])
-        return _square(boxes)
+        regression, probability = self._run_on_crops(self._rnet, "input_2", pictures, boxes, 24)
+        refined = []
+        for candidates, offsets, scores in zip(boxes, regression, probability, strict=True):
+            keep = scores[:, 1] > threshold
+            kept = np.column_stack([candidates[keep, :4], scores[keep, 1]])
+            offsets = offsets[keep]
+            if not len(kept):
+                refined.append(kept)
+                continue
+            pick = _nms(kept, self.config.refine_nms)
+            kept = np.column_stack([_regress(kept[pick, :4], offsets[pick]), kept[pick, 4]])
+            refined.append(_square(kept))
+        return refined
 
     def _output(
-        self, image: np.ndarray, boxes: np.ndarray, threshold: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """O-Net: final boxes and the five landmarks (N, 10: x1..x5, y1..y5)."""
-        boxes = np.fix(boxes)
-        regression, points, probability = run_batch(
-            self._onet, "input_3", _crops(image, boxes, 48), self.on_gpu
+        self, pictures: list[Image.Image], boxes: list[np.ndarray], threshold: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """O-Net: per image, final boxes and the five landmarks (N, 10: x1..x5, y1..y5)."""
+        boxes = [np.fix(candidates) for candidates in boxes]
+        regression, points, probability = self._run_on_crops(self._onet, "input_3", pictures, boxes, 48)
+        outputs = []
+        for candidates, offsets, landmarks, scores in zip(
+            boxes, regression, points, probability, strict=True
+        ):
+            keep = scores[:, 1] > threshold
+            candidates, landmarks, offsets = candidates[keep], landmarks[keep], offsets[keep]
+            if not len(candidates):
+                outputs.append((np.empty((0, 5)), np.empty((0, 10))))
+                continue
+            widths = (candidates[:, 2] - candidates[:, 0] + 1)[:, None]
+            heights = (candidates[:, 3] - candidates[:, 1] + 1)[:, None]
+            landmarks = landmarks.astype(np.float64)
+            landmarks[:, :5] = widths * landmarks[:, :5] + candidates[:, 0:1] - 1
+            landmarks[:, 5:] = heights * landmarks[:, 5:] + candidates[:, 1:2] - 1
+            final = np.column_stack([_regress(candidates[:, :4], offsets), scores[keep, 1]])
+            pick = _nms(final, 0.7, by_min=True)
+            outputs.append((final[pick], landmarks[pick]))
+        return outputs
+
+    def _run_on_crops(
+        self, session, name: str, pictures: list[Image.Image], boxes: list[np.ndarray], size: int
+    ) -> list[list[np.ndarray]]:
+        """``session`` on the crops of every image's boxes in one run -> per output, per image, its rows."""
+        counts = [len(candidates) for candidates in boxes]
+        if not sum(counts):
+            return [[np.empty((0, *shape)) for _ in boxes] for shape in self._output_shapes(session)]
+        crops = np.concatenate(
+            [_crops(picture, candidates, size) for picture, candidates in zip(pictures, boxes, strict=True)]
         )
-        keep = probability[:, 1] > threshold
-        boxes, points, regression = boxes[keep], points[keep], regression[keep]
-        scores = probability[keep, 1]
-        if not len(boxes):
-            return np.empty((0, 5)), np.empty((0, 10))
-        widths = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
-        heights = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
-        points = points.astype(np.float64)
-        points[:, :5] = widths * points[:, :5] + boxes[:, 0:1] - 1
-        points[:, 5:] = heights * points[:, 5:] + boxes[:, 1:2] - 1
-        boxes = np.column_stack([_regress(boxes[:, :4], regression), scores])
-        pick = _nms(boxes, 0.7, by_min=True)
-        return boxes[pick], points[pick]
+        ends = np.cumsum(counts)[:-1]
+        return [np.split(output, ends) for output in run_batch(session, name, crops, self.on_gpu)]
+
+    @staticmethod
+    def _output_shapes(session) -> list[tuple[int, ...]]:
+        return [tuple(int(d) for d in output.shape[1:]) for output in session.get_outputs()]
 
 
 def _area(face: DetectedFace) -> float:
     return face.area
+
+
+def _whole_face(first: list[DetectedFace], framed: list[DetectedFace]) -> list[DetectedFace]:
+    """The first pass's faces, or the framed pass's where the first found none, or where the framed
+    pass's largest face is at least twice the first's largest and holds its centre (a part)."""
+    if not first:
+        return framed
+    largest, second = max(first, key=_area), max(framed, key=_area, default=None)
+    if second is not None and second.area >= 2 * largest.area and _holds_centre(second, largest):
+        return framed
+    return first
+
+
+def _scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    width, height = size
+    return int(np.ceil(width * scale)), int(np.ceil(height * scale))
+
+
+def _pnet_with_mask(path: Path) -> bytes:
+    """P-Net with a second input, ``mask`` (N, 1, W - 2, H - 2), added to its first convolution's
+    activations before the 2x2 pooling. Where an image's side is odd, the pooling pads its last cell
+    with -inf; in a canvas that cell would see the canvas instead. A mask of -1e4 over every activation
+    outside the image (the activations are at most ~25 in size) makes the pooling pick what it picks
+    on the image alone, so every cell kept is the image's own, exactly (tests/model/test_detection.py)."""
+    try:
+        import onnx
+    except ImportError as missing:
+        raise RuntimeError("a detection canvas needs the onnx package (pip install onnx)") from missing
+    model = onnx.load(path)
+    nodes = model.graph.node
+    position, pool = next((i, node) for i, node in enumerate(nodes) if node.op_type == "MaxPool")
+    masked = f"{pool.input[0]}/masked"
+    nodes.insert(position, onnx.helper.make_node("Add", [pool.input[0], "mask"], [masked]))
+    pool.input[0] = masked
+    model.graph.input.append(
+        onnx.helper.make_tensor_value_info("mask", onnx.TensorProto.FLOAT, ["N", 1, "W", "H"])
+    )
+    return model.SerializeToString()
+
+
+def _canvas_mask(scaled: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """P-Net's mask for images placed at the top left of a ``shape`` (height, width) canvas: 0 over the
+    first convolution's outputs that see only the image, -1e4 elsewhere; transposed as P-Net's input."""
+    height, width = shape
+    mask = np.full((len(scaled), 1, width - 2, height - 2), -1e4, np.float32)
+    for row, image in zip(mask, scaled, strict=True):
+        row[:, : image.shape[1] - 2, : image.shape[0] - 2] = 0
+    return mask
+
+
+def _pnet_cells(side: int) -> int:
+    """P-Net's output cells along an input side: a 3x3 convolution, 2x2 pooling (stride 2, the last
+    cell padded), two 3x3 convolutions."""
+    return (side - 1) // 2 - 4
+
+
+def _candidates(heat: np.ndarray, offsets: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+    """One pyramid level's cells above ``threshold`` as boxes in the image's pixels, with their score
+    and box offsets (N, 9), after non-maximum suppression within the level."""
+    ys, xs = np.nonzero(heat >= threshold)
+    if not len(ys):
+        return np.empty((0, 9))
+    stride, cell = 2.0, 12.0
+    x1 = np.fix((stride * xs + 1) / scale)
+    y1 = np.fix((stride * ys + 1) / scale)
+    x2 = np.fix((stride * xs + cell) / scale)
+    y2 = np.fix((stride * ys + cell) / scale)
+    level = np.column_stack([x1, y1, x2, y2, heat[ys, xs], offsets[ys, xs]])
+    return level[_nms(level, 0.5)]
 
 
 def _holds_centre(outer: DetectedFace, inner: DetectedFace) -> bool:
@@ -283,14 +451,14 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _resize(image: np.ndarray | Image.Image, size: tuple[int, int]) -> np.ndarray:
     """Area-averaging resize of a uint8 image to (width, height)."""
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    return np.asarray(picture.resize(size, Image.Resampling.BOX))
 
 
-def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+def _crops(picture: Image.Image, boxes: np.ndarray, size: int) -> np.ndarray:
     """Square crops of ``boxes`` (black outside the image) at size x size, transposed, as network input."""
-    picture = Image.fromarray(image)
     out = np.zeros((len(boxes), size, size, 3), np.uint8)
     for i, (x1, y1, x2, y2) in enumerate(np.fix(boxes[:, :4]).astype(int)):
         if x2 < x1 or y2 < y1:

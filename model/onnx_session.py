@@ -47,10 +47,14 @@ def preferred_providers(device: str = "auto") -> list[str]:
 
 
 def create_session(
-    path: str | Path, device: str = "auto", threads: int = 0, cuda_options: dict[str, Any] | None = None
+    path: str | Path | bytes,
+    device: str = "auto",
+    threads: int = 0,
+    cuda_options: dict[str, Any] | None = None,
 ) -> ort.InferenceSession:
-    """Open an ONNX file. ``threads`` = 0 lets onnxruntime use every core. ``device="cuda"`` raises
-    when the session cannot run on CUDA (libraries missing, no GPU), instead of running on the CPU."""
+    """Open an ONNX file (or a model given as bytes). ``threads`` = 0 lets onnxruntime use every core.
+    ``device="cuda"`` raises when the session cannot run on CUDA (libraries missing, no GPU), instead
+    of running on the CPU."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
@@ -61,10 +65,12 @@ def create_session(
     if requested[0] == GPU_PROVIDER:
         _preload_cuda_libraries()
         providers[0] = (GPU_PROVIDER, dict(cuda_options or {}))
-    session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    source = path if isinstance(path, bytes) else str(path)
+    session = ort.InferenceSession(source, sess_options=options, providers=providers)
     if requested[0] == GPU_PROVIDER and session.get_providers()[0] != GPU_PROVIDER:
         # onnxruntime falls back to CPU silently when the CUDA libraries fail to load.
-        message = f"CUDAExecutionProvider was available but did not load for {Path(path).name}"
+        name = "a model given as bytes" if isinstance(path, bytes) else Path(path).name
+        message = f"CUDAExecutionProvider was available but did not load for {name}"
         if device == "cuda":
             raise RuntimeError(
                 f"{message} (FACEVER_DEVICE=cuda): the CUDA or cuDNN libraries onnxruntime-gpu "

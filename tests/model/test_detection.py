@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facever.model import detection
 from facever.model.alignment import DLIB_CHIP_150, TEMPLATE_112, align, template
 from facever.model.detection import DetectorConfig, FaceDetector, equalized_luminance
 from facever.model.images import read_image
@@ -148,3 +149,75 @@ def test_a_face_part_in_a_face_filling_crop_gives_way_to_the_whole_face(lfw_imag
     assert (x2 - x1) * (y2 - y1) < 0.15 * 168 * 192
     faces = default.detect(crop)
     assert faces and error(faces) < 0.2
+
+
+def varied_photos(lfw_image) -> list[np.ndarray]:
+    """Photos of several sizes and kinds: as taken, a face-filling crop (the framed second pass), a dark
+    copy (the plain image after its equalised copy), enlarged (reduced to max_side), an odd-sided one."""
+    photos = []
+    for key in KEYS:
+        image = read_image(lfw_image(key))
+        height, width = image.shape[:2]
+        photos += [
+            image,
+            np.ascontiguousarray(image[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]),
+            (image.astype(np.float32) * 0.25).astype(np.uint8),
+            np.asarray(Image.fromarray(image).resize((width * 4, height * 3))),
+            np.ascontiguousarray(image[3:, 7:]),
+        ]
+    return photos
+
+
+def same_faces(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        x.box == y.box and np.array_equal(x.landmarks, y.landmarks) and x.score == y.score
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+@pytest.mark.parametrize("canvas", [(), (256, 512, 800)], ids=["own-sizes", "canvas"])
+def test_photos_detected_together_get_exactly_the_faces_each_gets_alone(canvas, lfw_image, detectors):
+    alone, _ = detectors
+    together = FaceDetector(DetectorConfig(canvas=canvas), device="cpu", threads=1)
+    photos = varied_photos(lfw_image)
+    expected = [alone.detect(photo) for photo in photos]
+    assert sum(bool(faces) for faces in expected) >= len(photos) - 2  # the photos do show faces
+    found = together.detect_many(photos)
+    assert all(same_faces(a, b) for a, b in zip(expected, found, strict=True))
+    assert together.detect_many([]) == []
+
+
+def test_the_canvas_mask_keeps_each_image_s_own_pnet_cells():
+    """P-Net on an image placed in a larger canvas, with the mask, gives the image's own cells
+    exactly, also where an odd side makes the pooling pad the last cell (and without the mask it
+    does not: the canvas would move faces at the edges)."""
+    masked = FaceDetector(DetectorConfig(canvas=(64,)), device="cpu", threads=1)
+    rng = np.random.default_rng(0)
+    mismatched_without_mask = 0
+    for height, width in [(12, 12), (13, 20), (27, 33), (40, 41), (53, 64)]:
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        plain = np.asarray(Image.fromarray(image))  # its own size, no mask
+        own = masked._pnet_session.run(
+            None,
+            {
+                "input_1": detection._network_input(plain.transpose(1, 0, 2)[None]),
+                "mask": np.zeros((1, 1, width - 2, height - 2), np.float32),
+            },
+        )
+        ((heat, offsets),) = masked._pnet([image], (64, 64))
+        assert heat.shape == (detection._pnet_cells(height), detection._pnet_cells(width))
+        assert np.array_equal(heat, own[1][0, :, :, 1].T)
+        assert np.array_equal(offsets, own[0][0].transpose(1, 0, 2))
+        canvas = np.zeros((1, 64, 64, 3), np.uint8)
+        canvas[0, :height, :width] = image
+        unmasked = masked._pnet_session.run(
+            None,
+            {
+                "input_1": detection._network_input(canvas.transpose(0, 2, 1, 3)),
+                "mask": np.zeros((1, 1, 62, 62), np.float32),
+            },
+        )
+        mismatched_without_mask += not np.array_equal(
+            heat, unmasked[1][0, : heat.shape[1], : heat.shape[0], 1].T
+        )
+    assert mismatched_without_mask >= 3  # the odd sides
