@@ -5,7 +5,8 @@ capacity limiter lets at most FACEVER_INFERENCE_WORKERS images be worked on at o
 sessions are safe to run from several threads), and when FACEVER_MAX_QUEUE requests are already
 waiting for a slot, further ones are refused with 503 rather than piling up in memory. With a
 batching window (FACEVER_BATCH_WINDOW_MS; off by default, as measured) the faces of concurrent
-requests are embedded together (facever.model.batching).
+requests are embedded together, and with a detection window (FACEVER_DETECTION_BATCH_WINDOW_MS) their
+photos are detected together (facever.model.batching): what a GPU needs, where the cost is per run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from facever.app import metrics
 from facever.app.errors import ApiError, api_error_from_image
-from facever.model.batching import EmbeddingBatcher
+from facever.model.batching import Batcher, Ticket, join_lists
 from facever.model.detection import DetectedFace
 from facever.model.errors import ErrorCode
 from facever.model.face_choice import MultiFacePolicy, choose_face
@@ -103,6 +104,8 @@ class FaceAnalyser:
         max_queue: int,
         batch_window_s: float = 0.0,
         max_batch: int = 64,
+        detection_window_s: float = 0.0,
+        max_detection_batch: int = 16,
     ):
         self.pipeline = pipeline
         self.limits = limits
@@ -110,8 +113,11 @@ class FaceAnalyser:
         self.limiter = anyio.CapacityLimiter(workers)
         # Threads that detect a request's second and further photos while its worker detects the first.
         self.helpers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facever-detect")
-        self.batcher = (
-            EmbeddingBatcher(pipeline.embed, batch_window_s, max_batch) if batch_window_s > 0 else None
+        self.batcher = Batcher(pipeline.embed, batch_window_s, max_batch) if batch_window_s > 0 else None
+        self.detection_batcher = (
+            Batcher(pipeline.detect_many, detection_window_s, max_detection_batch, join=join_lists)
+            if detection_window_s > 0
+            else None
         )
         self.large_decodes = threading.BoundedSemaphore(LARGE_DECODES)
         # The detector works on images of at most this side; larger ones are reduced while decoded
@@ -119,8 +125,9 @@ class FaceAnalyser:
         self.working_side = pipeline.detector.config.max_side
 
     def close(self) -> None:
-        if self.batcher is not None:
-            self.batcher.close()
+        for batcher in (self.batcher, self.detection_batcher):
+            if batcher is not None:
+                batcher.close()
         self.helpers.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, function: Callable[..., T], *args) -> T:
@@ -148,10 +155,17 @@ class FaceAnalyser:
         results: list[AnalysedFace | ImageError] = []
         pending: list[tuple[int, AnalysedFace]] = []  # results still waiting for their embedding
         views = []  # per face, the chips the network embeds (V, S, S, 3)
-        # Announced to the batcher before detection, so that a batch waits for these crops (within
-        # its window) rather than leaving just before they arrive.
-        with self.batcher.coming() if self.batcher else nullcontext() as ticket:
-            for detected in self._detect_all(uploads, policy, timings):
+        # Announced to the batchers before decoding, so that a batch waits for these photos and crops
+        # (within its window) rather than leaving just before they arrive.
+        with (
+            self.batcher.coming() if self.batcher else nullcontext() as ticket,
+            self.detection_batcher.coming() if self.detection_batcher else nullcontext() as detection_ticket,
+        ):
+            if detection_ticket is not None or self.pipeline.detector.on_gpu:
+                detections = self._detect_together(uploads, policy, timings, detection_ticket)
+            else:
+                detections = self._detect_all(uploads, policy, timings)
+            for detected in detections:
                 if isinstance(detected, ImageError):
                     results.append(detected)
                     continue
@@ -162,7 +176,7 @@ class FaceAnalyser:
             if not views:
                 return Analysis(results, timings)
             start = time.perf_counter()
-            embed = ticket.embed if ticket is not None else self.pipeline.embed
+            embed = ticket.submit if ticket is not None else self.pipeline.embed
             embeddings = embed(np.stack(views))
             timings.embed = time.perf_counter() - start
             metrics.INFERENCE_SECONDS.labels("embed").observe(timings.embed)
@@ -200,23 +214,59 @@ class FaceAnalyser:
             timings.detect += own.detect
         return [result for result, _ in outcomes]
 
+    def _detect_together(
+        self, uploads: Sequence[Upload], policy: MultiFacePolicy, timings: Timings, ticket: Ticket | None
+    ) -> list[tuple[AnalysedFace, np.ndarray] | ImageError]:
+        """``_detect_all`` with the photos detected in one call (with other requests' photos, through
+        ``ticket``): on a GPU each stage then runs once for all of them."""
+        decoded: list[DecodedImage | ImageError] = []
+        for upload in uploads:
+            try:
+                decoded.append(self._decoded(upload, timings))
+            except ImageError as error:
+                decoded.append(error)
+        images = [image.pixels for image in decoded if not isinstance(image, ImageError)]
+        start = time.perf_counter()
+        found = ticket.submit(images) if ticket is not None else self.pipeline.detect_many(images)
+        timings.detect += time.perf_counter() - start
+        metrics.INFERENCE_SECONDS.labels("detect").observe(time.perf_counter() - start)
+        faces = iter(found)
+        results: list[tuple[AnalysedFace, np.ndarray] | ImageError] = []
+        for image in decoded:
+            try:
+                if isinstance(image, ImageError):
+                    raise image
+                results.append(self._chosen(image, next(faces), policy))
+            except ImageError as error:
+                results.append(error)
+        return results
+
+    def _decoded(self, upload: Upload, timings: Timings) -> DecodedImage:
+        if upload.error is not None:
+            raise upload.error
+        start = time.perf_counter()
+        decoded = self._decode(upload.data)
+        timings.decode += time.perf_counter() - start
+        metrics.INFERENCE_SECONDS.labels("decode").observe(time.perf_counter() - start)
+        return decoded
+
     def _detect(
         self, upload: Upload, policy: MultiFacePolicy, timings: Timings
     ) -> tuple[AnalysedFace, np.ndarray]:
         """The chosen face (its embedding still empty, its crop the first view) and the views the network
         embeds (V, S, S, 3), or ImageError."""
-        if upload.error is not None:
-            raise upload.error
+        decoded_image = self._decoded(upload, timings)
         start = time.perf_counter()
-        decoded_image = self._decode(upload.data)
+        faces = self.pipeline.detect(decoded_image.pixels)
+        timings.detect += time.perf_counter() - start
+        metrics.INFERENCE_SECONDS.labels("detect").observe(time.perf_counter() - start)
+        return self._chosen(decoded_image, faces, policy)
+
+    def _chosen(
+        self, decoded_image: DecodedImage, faces: list[DetectedFace], policy: MultiFacePolicy
+    ) -> tuple[AnalysedFace, np.ndarray]:
+        """The face the policy picks among ``faces`` and its views, or ImageError."""
         image = decoded_image.pixels
-        decoded = time.perf_counter()
-        faces = self.pipeline.detect(image)
-        detected = time.perf_counter()
-        timings.decode += decoded - start
-        timings.detect += detected - decoded
-        metrics.INFERENCE_SECONDS.labels("decode").observe(decoded - start)
-        metrics.INFERENCE_SECONDS.labels("detect").observe(detected - decoded)
         face = choose_face(faces, policy)
         views = self.pipeline.views(image, face)
         crop = views[0]

@@ -113,17 +113,22 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
             settings.device,
             settings.resolved_ort_threads,
             detection_device=settings.detection_device,
+            detection_batch=settings.max_detection_batch if settings.detection_batch_window_ms else 2,
         )
     batch_window_s = settings.batch_window_ms / 1000
+    detection_window_s = settings.detection_batch_window_ms / 1000
     pipeline.embedder.warm_up(settings.max_batch if batch_window_s else 2 * settings.max_enroll_images)
     log.info(
         "execution providers in use: detection %s, embedding %s; %d inference workers x %d onnxruntime "
-        "threads; embedding batches: %s",
+        "threads; embedding batches: %s; detection batches: %s",
         pipeline.stage_providers["detection"],
         pipeline.stage_providers["embedding"],
         settings.resolved_inference_workers,
         settings.resolved_ort_threads,
         f"window {batch_window_s * 1000:g} ms, up to {settings.max_batch} faces" if batch_window_s else "off",
+        f"window {detection_window_s * 1000:g} ms, up to {settings.max_detection_batch} photos"
+        if detection_window_s
+        else "off",
     )
     gallery = open_gallery(
         settings, database, ModelRef.of(pipeline.card), pipeline.card.embedding_size, codec
@@ -141,6 +146,8 @@ def _start_service(settings: Settings, pipeline: FacePipeline | None) -> Service
         settings.max_queue,
         batch_window_s,
         settings.max_batch,
+        detection_window_s,
+        settings.max_detection_batch,
     )
     return Service(settings, database, pipeline, analyser, gallery, authenticator, codec)
 

@@ -605,6 +605,10 @@ class InfoResponse(BaseModel):
         description="embedding batches wait this long for concurrent requests' faces; 0 = no batching"
     )
     max_batch: int = Field(description="most faces in one embedding batch")
+    detection_batch_window_ms: float = Field(
+        description="detection batches wait this long for concurrent requests' photos; 0 = no batching"
+    )
+    max_detection_batch: int = Field(description="most photos in one detection batch")
     limits: Limits
     database: str = Field(description="the database backend: sqlite or postgresql")
 

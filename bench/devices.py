@@ -2,29 +2,35 @@
 core) and CUDA when there is one.
 
 Reported: MTCNN detection in ms per LFW photo (median over the photos, after a warm-up pass), whether
-the GPU finds the same faces (boxes and landmarks within a pixel of the CPU's), and the embedding's
-faces/s per batch size, with the largest difference between a face embedded in a batch and alone,
-and between the devices.
+the GPU finds the same faces (boxes and landmarks within a pixel of the CPU's); detection in photos/s
+when several photos are detected in one call (``detect_many``, as the service's detection batches do),
+on LFW as it is (every photo 250x250) and on the same photos at mixed sizes (as uploads come), with
+P-Net on its own sizes or on canvases (fixed shapes; the default on CUDA); and the embedding's faces/s
+per batch size, with the largest difference between a face embedded in a batch and alone, and between
+the devices.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 
 import common
 import numpy as np
+from PIL import Image
 
 from facever.model.detection import DetectorConfig, FaceDetector
 from facever.model.embedding import Embedder
 from facever.model.face_choice import choose_face
 from facever.model.images import decode_image
 from facever.model.onnx_session import GPU_PROVIDER
-from facever.model.runtime import FacePipeline
+from facever.model.runtime import FacePipeline, detector_config_for
 from facever.training.evaluation.lfw import LFW
 
 GPU_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CPU_BATCHES = (1, 8, 32)
+DETECTION_BATCHES = (1, 2, 8, 32)
 
 
 def photos(data, n: int) -> list[np.ndarray]:
@@ -44,6 +50,41 @@ def time_detection(detector: FaceDetector, images: list[np.ndarray]) -> tuple[fl
         faces.append(detector.detect(image))
         seconds.append(time.perf_counter() - start)
     return float(np.median(seconds) * 1000), faces
+
+
+def mixed_sizes(images: list[np.ndarray]) -> list[np.ndarray]:
+    """The photos each enlarged by its own factor (0.8 to 3.2): the sizes uploads come in."""
+    rng = np.random.default_rng(1)
+    resized = []
+    for image in images:
+        factor = rng.uniform(0.8, 3.2)
+        height, width = image.shape[:2]
+        size = (max(24, round(width * factor)), max(24, round(height * factor * rng.uniform(0.75, 1.0))))
+        resized.append(np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)))
+    return resized
+
+
+def time_detection_batches(
+    detector: FaceDetector, images: list[np.ndarray], batches: tuple[int, ...], budget_s: float
+) -> tuple[dict[str, float], list]:
+    """Photos/s at ``batch`` photos a ``detect_many`` call (the photos in turn, at least one pass
+    over them), and the faces of the last batch size's pass."""
+    rates, faces = {}, []
+    for batch in batches:
+        chunks = [images[i : i + batch] for i in range(0, len(images), batch)]
+        for chunk in chunks:  # warm-up: on CUDA the first run of every shape costs a plan
+            detector.detect_many(chunk)
+        done, start = 0, time.perf_counter()
+        faces = []
+        for turn, chunk in enumerate(itertools.cycle(chunks)):
+            found = detector.detect_many(chunk)
+            if turn < len(chunks):
+                faces += found
+            done += len(chunk)
+            if turn + 1 >= len(chunks) and time.perf_counter() - start >= budget_s:
+                break
+        rates[str(batch)] = done / (time.perf_counter() - start)
+    return rates, faces
 
 
 def compare_faces(reference: list, other: list) -> dict:
@@ -99,6 +140,30 @@ def main() -> None:
     reference = faces_by_device["cpu, 1 thread"]
     for name, faces in faces_by_device.items():
         detection[name]["same_faces_as_cpu"] = compare_faces(reference, faces)
+
+    # Several photos a call: on LFW as it is and at mixed sizes, P-Net on own sizes or canvases.
+    photo_sets = {"LFW": images, "mixed sizes": mixed_sizes(images)}
+    alone_mixed = [
+        FaceDetector(DetectorConfig(), "cpu", 1).detect(image) for image in photo_sets["mixed sizes"]
+    ]
+    batched: dict[str, dict] = {}
+    settings = [("cpu, 1 thread", "cpu", 1, ()), ("cpu, 1 thread, canvas", "cpu", 1, None)]
+    if has_gpu:
+        settings += [("cuda, canvas", "cuda", 0, None), ("cuda, own sizes", "cuda", 0, ())]
+    for name, device, threads, canvas in settings:
+        config = detector_config_for(DetectorConfig(), "cuda") if canvas is None else DetectorConfig()
+        detector = FaceDetector(config, device, threads)
+        for set_name, photo_set in photo_sets.items():
+            rates, faces = time_detection_batches(detector, photo_set, DETECTION_BATCHES, budget)
+            expected = reference if set_name == "LFW" else alone_mixed
+            batched[f"{name}; {set_name}"] = {
+                "device": name,
+                "photos": set_name,
+                "photos_per_s": rates,
+                "canvas": list(config.canvas),
+                "same_faces_as_cpu_alone": compare_faces(expected, faces),
+            }
+            print(f"devices: detection batches {name}, {set_name}: {rates}", flush=True)
 
     # Aligned crops of the faces found, as the service makes them.
     pipeline = FacePipeline(args.model, "cpu", 1, detection_device="cpu")
@@ -158,13 +223,36 @@ def main() -> None:
             ],
             detection_rows,
         ),
+        f"MTCNN detection, photos/s by photos a call ({len(images)} LFW photos, as they are and at mixed "
+        "sizes; canvas: P-Net on fixed shapes)": common.markdown_table(
+            [
+                "device",
+                "photos",
+                *(f"{b} a call" for b in DETECTION_BATCHES),
+                "canvas",
+                "photos with another face count vs 1 CPU photo at a time",
+                "max box / landmark diff px",
+            ],
+            [
+                [
+                    row["device"],
+                    row["photos"],
+                    *(fmt(row["photos_per_s"].get(str(b)), 1) for b in DETECTION_BATCHES),
+                    ", ".join(map(str, row["canvas"])) or "-",
+                    row["same_faces_as_cpu_alone"]["photos_with_other_face_count"],
+                    f"{row['same_faces_as_cpu_alone']['max_box_px']:.3f} / "
+                    f"{row['same_faces_as_cpu_alone']['max_landmark_px']:.3f}",
+                ]
+                for row in batched.values()
+            ],
+        ),
         f"Embedding faces/s per batch size ({len(crops)} LFW faces)": common.markdown_table(
             ["device", *(f"batch {b}" for b in batches), "batched vs alone, max diff"], embedding_rows
         ),
     }
     run.finish(
         {"photos": len(images), "faces": len(crops), "model": common.model_info(args.model)},
-        {"detection": detection, "embedding": embedding},
+        {"detection": detection, "detection_batches": batched, "embedding": embedding},
         tables,
     )
 

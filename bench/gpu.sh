@@ -10,15 +10,18 @@
 # In order of importance, each step bounded by what is left of BUDGET_S:
 #   1. a CUDA session really runs (else stop: nothing below would mean anything);
 #   2. bench/devices.py: MTCNN ms per photo on 1 core, all cores and CUDA (and whether CUDA finds the
-#      same faces), embedding faces/s per batch size per device         -> devices-gpu.json
+#      same faces), MTCNN photos/s at 1, 2, 8 and 32 photos a call (LFW and mixed sizes; P-Net on its
+#      canvases or on each photo's own size), embedding faces/s per batch size per device
+#                                                                        -> devices-gpu.json
 #   3. bench/load.py, POST /v1/verify at concurrency 1, 8, 32, 64 with FACEVER_DEVICE=cuda
 #                                                                        -> load-gpu.json
 #   4. the same with FACEVER_DEVICE=cpu (the CPU only, same machine)     -> load-gpu-machine-cpu.json
 #   5. the CPU only on 2, 4, 8 and 16 cores (taskset), concurrency 32   -> load-gpu-machine-cpu-N.json
 #   6. with the GPU and embedding batches (FACEVER_BATCH_WINDOW_MS=2), concurrency 32
 #                                                                        -> load-gpu-batching.json
-#   7. FACEVER_DETECTION_DEVICE=cuda (detection forced onto the GPU), concurrency 32
-#                                                                        -> load-gpu-detect-cuda.json
+#   7. detection on the GPU in cross-request batches (FACEVER_DETECTION_DEVICE=cuda,
+#      FACEVER_DETECTION_BATCH_WINDOW_MS=2, embedding batches too), concurrency 32 and 64
+#                                                                        -> load-gpu-detect-cuda-batched.json
 # Every file lands in OUT_DIR; on the lent machine, point OUT_DIR at $OUT (at most 8 files come back:
 # these are 7 and the log, with 2/4/8/16 counted as 4, so pass CORES="2 16" there).
 set -uo pipefail
@@ -71,7 +74,8 @@ log "6. with the GPU and embedding batches ($(left) s left)"
 FACEVER_DEVICE=cuda FACEVER_BATCH_WINDOW_MS=2 bench load.py --name load-gpu-batching --levels 32 \
   --duration "$DURATION" --pairs "$PAIRS" --clients "$CLIENTS"
 
-log "7. detection forced onto the GPU ($(left) s left)"
-FACEVER_DEVICE=cuda FACEVER_DETECTION_DEVICE=cuda bench load.py --name load-gpu-detect-cuda --levels 32 \
+log "7. detection on the GPU in cross-request batches ($(left) s left)"
+FACEVER_DEVICE=cuda FACEVER_DETECTION_DEVICE=cuda FACEVER_DETECTION_BATCH_WINDOW_MS=2 FACEVER_BATCH_WINDOW_MS=2 \
+  bench load.py --name load-gpu-detect-cuda-batched --levels 32,64 \
   --duration "$DURATION" --pairs "$PAIRS" --clients "$CLIENTS"
 log "done in $SECONDS s; results in $OUT_DIR"

@@ -32,6 +32,8 @@ SECTIONS = (
     "load-gpu-machine-cpu-2",
     "load-gpu-machine-cpu-16",
     "load-gpu-batching-thread",
+    "load-gpu-batching",
+    "load-gpu-detect-cuda-batched",
     "gpu-torch",
     "quality",
     "alignment",

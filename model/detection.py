@@ -89,6 +89,9 @@ def _model_path(name: str) -> Path:
 # default exhaustive search for the fastest convolution runs again for every new shape (300-480 ms a
 # photo on an H200); the heuristic choice costs nothing per shape.
 CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
+# The canvases P-Net runs on with CUDA, with max_side as the last: a 250x250 LFW photo fits the first,
+# a phone photo (reduced to max_side) the last; images of one canvas run in one batch at every level.
+CUDA_CANVAS = (256, 512)
 
 
 class FaceDetector:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from facever.model.card import ModelCard
-from facever.model.detection import DetectedFace, DetectorConfig, FaceDetector
+from facever.model.detection import CUDA_CANVAS, DetectedFace, DetectorConfig, FaceDetector
 from facever.model.embedding import Embedder
 from facever.model.face_choice import MultiFacePolicy, choose_face
 from facever.model.framing import Framer
@@ -33,19 +35,22 @@ class FacePipeline:
         threads: int = 0,
         detector_config: DetectorConfig | None = None,
         detection_device: Device = "auto",
+        detection_batch: int = 2,
     ):
         """``device`` runs the embedding; ``detection_device`` the detector: ``auto`` puts it on the CPU
-        unless the embedding runs on CUDA, and then wherever it measured faster here, now."""
+        unless the embedding runs on CUDA, and then wherever it measured faster here, now, with CUDA
+        timed on ``detection_batch`` photos at once (a verify's two, or the service's batches). On
+        CUDA the detector runs P-Net on fixed canvases (DetectorConfig.canvas), unless one is given."""
         self.card = ModelCard.load(model_dir)
         self.framer = Framer(self.card, model_dir)
         self.embedder = Embedder(model_dir, device, threads, card=self.card)
         config = detector_config or DetectorConfig()
         self.detection_ms: dict[str, float] = {}  # the start-up measurement behind detection_device=auto
         if detection_device == "auto" and self.embedder.on_gpu:
-            self.detector, self.detection_ms = _fastest_detector(config, threads)
+            self.detector, self.detection_ms = _fastest_detector(config, threads, detection_batch)
         else:
             wanted = "cpu" if detection_device == "auto" else detection_device
-            self.detector = FaceDetector(config, wanted, threads)
+            self.detector = FaceDetector(detector_config_for(config, wanted), wanted, threads)
         log.info(
             "model %s %s loaded from %s; execution providers: detection %s, embedding %s",
             self.card.name,
@@ -71,6 +76,10 @@ class FacePipeline:
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         return self.detector.detect(image)
+
+    def detect_many(self, images: Sequence[np.ndarray]) -> list[list[DetectedFace]]:
+        """``detect`` for several images, each stage run once for all of them (what a GPU needs)."""
+        return self.detector.detect_many(images)
 
     def views(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
         """(V, S, S, 3): the chips of ``face`` the network embeds, one per view of the card."""
@@ -100,14 +109,25 @@ class FacePipeline:
         return self.embed(self.views(image, face)[None])[0], face
 
 
-def _fastest_detector(config: DetectorConfig, threads: int) -> tuple[FaceDetector, dict[str, float]]:
-    """The detector on CUDA or on the CPU, whichever detects faster on this machine: MTCNN's small,
-    varying shapes can make the GPU slower than the CPU (BENCHMARKS.md)."""
+def detector_config_for(config: DetectorConfig, device: str) -> DetectorConfig:
+    """On CUDA, P-Net on the canvases of CUDA_CANVAS and max_side, unless the config names its own."""
+    if device == "cuda" and not config.canvas:
+        smaller = tuple(side for side in CUDA_CANVAS if side < config.max_side)
+        return replace(config, canvas=(*smaller, config.max_side))
+    return config
+
+
+def _fastest_detector(
+    config: DetectorConfig, threads: int, batch: int
+) -> tuple[FaceDetector, dict[str, float]]:
+    """The detector on CUDA or on the CPU, whichever detects faster on this machine: MTCNN's many
+    small runs can make the GPU slower than the CPU (BENCHMARKS.md). The CPU is timed one photo at a
+    time (each core takes its own), CUDA on ``batch`` photos at once, as each will run."""
     images = _timing_images()
     timings, detectors = {}, {}
-    for device in ("cpu", "cuda"):
-        detector = FaceDetector(config, device, threads)
-        timings[device] = _median_detection_ms(detector, images)
+    for device, together in (("cpu", 1), ("cuda", batch)):
+        detector = FaceDetector(detector_config_for(config, device), device, threads)
+        timings[device] = _median_detection_ms(detector, images, together)
         detectors[device] = detector
     chosen = min(timings, key=lambda device: timings[device])
     log.info(
@@ -129,13 +149,16 @@ def _timing_images() -> list[np.ndarray]:
     return images
 
 
-def _median_detection_ms(detector: FaceDetector, images: list[np.ndarray], runs: int = 5) -> float:
+def _median_detection_ms(
+    detector: FaceDetector, images: list[np.ndarray], together: int = 1, runs: int = 5
+) -> float:
+    """Milliseconds a photo, each of ``images`` detected in calls of ``together`` copies of it."""
     for image in images * 2:  # warm-up: first runs of each shape
-        detector.detect(image)
+        detector.detect_many([image] * together)
     seconds = []
     for _ in range(runs):
         start = time.perf_counter()
         for image in images:
-            detector.detect(image)
-        seconds.append((time.perf_counter() - start) / len(images))
+            detector.detect_many([image] * together)
+        seconds.append((time.perf_counter() - start) / (len(images) * together))
     return float(np.median(seconds) * 1000)

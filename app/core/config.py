@@ -76,6 +76,16 @@ class Settings(BaseSettings):
         "slower on the CPU and on the GPU machine tried, BENCHMARKS.md)",
     )
     max_batch: int = Field(64, ge=1, le=1024, description="most faces in one batched embedding run")
+    detection_batch_window_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="cross-request batching of face detection: photos of requests arriving within this "
+        "many ms are detected together, each MTCNN stage run once for all (a lone request does not "
+        "wait); for detection on CUDA, where a run costs about the same for 1 photo or 16; 0 = off (the "
+        "default: not yet measured on a GPU; on the CPU it only adds waiting)",
+    )
+    max_detection_batch: int = Field(16, ge=1, le=256, description="most photos in one batched detection")
     threshold: float | None = Field(
         None, ge=-1.0, le=1.0, description="verify threshold (cosine similarity); default: the model card's"
     )

@@ -156,6 +156,13 @@ def test_devices(smoke):
         assert all(rate > 0 for rate in row["faces_per_s"].values())
         if row["providers"][0] == "CPUExecutionProvider":
             assert row["max_diff_batched_vs_alone"] <= 1e-6 and row["max_diff_vs_cpu"] <= 1e-6
+    batched = payload["results"]["detection_batches"]
+    assert {"cpu, 1 thread; LFW", "cpu, 1 thread, canvas; mixed sizes"} <= set(batched)
+    for name, row in batched.items():
+        assert all(rate > 0 for rate in row["photos_per_s"].values())
+        if name.startswith("cpu"):  # several photos a call, canvas or not: each photo's own faces
+            exact = {"photos_with_other_face_count": 0, "max_box_px": 0.0, "max_landmark_px": 0.0}
+            assert row["same_faces_as_cpu_alone"] == exact
 
 
 def test_alignment(smoke):

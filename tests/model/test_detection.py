@@ -221,3 +221,12 @@ def test_the_canvas_mask_keeps_each_image_s_own_pnet_cells():
             heat, unmasked[1][0, : heat.shape[1], : heat.shape[0], 1].T
         )
     assert mismatched_without_mask >= 3  # the odd sides
+
+
+def test_on_cuda_p_net_runs_on_canvases_up_to_max_side():
+    from facever.model.runtime import detector_config_for
+
+    assert detector_config_for(DetectorConfig(), "cuda").canvas == (256, 512, 800)
+    assert detector_config_for(DetectorConfig(max_side=400), "cuda").canvas == (256, 400)
+    assert detector_config_for(DetectorConfig(canvas=(640,)), "cuda").canvas == (640,)
+    assert detector_config_for(DetectorConfig(), "cpu").canvas == ()

@@ -61,6 +61,10 @@ async def info(service: ServiceDep, principal: Annotated[Principal, VerifyScope]
         ort_threads=settings.resolved_ort_threads,
         batch_window_ms=service.analyser.batcher.window_s * 1000 if service.analyser.batcher else 0.0,
         max_batch=settings.max_batch,
+        detection_batch_window_ms=(
+            service.analyser.detection_batcher.window_s * 1000 if service.analyser.detection_batcher else 0.0
+        ),
+        max_detection_batch=settings.max_detection_batch,
         limits=Limits(
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_pixels,
