@@ -270,11 +270,11 @@ class FaceDetector:
         self, pictures: list[Image.Image], boxes: list[np.ndarray], threshold: float
     ) -> list[np.ndarray]:
         """R-Net: reject most candidates and tighten the rest."""
-        regression, probability = self._run_on_crops(self._rnet, "input_2", pictures, boxes, 24)
+        regressions, probabilities = self._run_on_crops(self._rnet, "input_2", pictures, boxes, 24)
         refined = []
-        for candidates, offsets, scores in zip(boxes, regression, probability, strict=True):
-            keep = scores[:, 1] > threshold
-            kept = np.column_stack([candidates[keep, :4], scores[keep, 1]])
+        for candidates, offsets, probability in zip(boxes, regressions, probabilities, strict=True):
+            keep = probability[:, 1] > threshold
+            kept = np.column_stack([candidates[keep, :4], probability[keep, 1]])
             offsets = offsets[keep]
             if not len(kept):
                 refined.append(kept)
@@ -289,12 +289,12 @@ class FaceDetector:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """O-Net: per image, final boxes and the five landmarks (N, 10: x1..x5, y1..y5)."""
         boxes = [np.fix(candidates) for candidates in boxes]
-        regression, points, probability = self._run_on_crops(self._onet, "input_3", pictures, boxes, 48)
+        regressions, points, probabilities = self._run_on_crops(self._onet, "input_3", pictures, boxes, 48)
         outputs = []
-        for candidates, offsets, landmarks, scores in zip(
-            boxes, regression, points, probability, strict=True
+        for candidates, offsets, landmarks, probability in zip(
+            boxes, regressions, points, probabilities, strict=True
         ):
-            keep = scores[:, 1] > threshold
+            keep = probability[:, 1] > threshold
             candidates, landmarks, offsets = candidates[keep], landmarks[keep], offsets[keep]
             if not len(candidates):
                 outputs.append((np.empty((0, 5)), np.empty((0, 10))))
@@ -304,7 +304,7 @@ class FaceDetector:
             landmarks = landmarks.astype(np.float64)
             landmarks[:, :5] = widths * landmarks[:, :5] + candidates[:, 0:1] - 1
             landmarks[:, 5:] = heights * landmarks[:, 5:] + candidates[:, 1:2] - 1
-            final = np.column_stack([_regress(candidates[:, :4], offsets), scores[keep, 1]])
+            final = np.column_stack([_regress(candidates[:, :4], offsets), probability[keep, 1]])
             pick = _nms(final, 0.7, by_min=True)
             outputs.append((final[pick], landmarks[pick]))
         return outputs
