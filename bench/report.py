@@ -20,6 +20,8 @@ SECTIONS = (
     "speed-int8",
     "load",
     "ab-2core",
+    "ab-2core-now",
+    "ab-batched-detection",
     "overload",
     "overload-wait600",
     "overload-workers-2",
