@@ -7,6 +7,10 @@
 # Needs python3 (PYTHON) with the service and onnxruntime-gpu: `pip install -e '.[gpu]' httpx` on a
 # plain host (the `gpu` extra brings the CUDA and cuDNN libraries as NVIDIA wheels), or, on the lent
 # machine, `source .device/install.sh` (../shared/tools/device/README.md); an NVIDIA GPU; LFW (DATA).
+# On CUDA, P-Net runs on fixed canvases, which needs the onnx package (the gpu extra has it); the
+# device tool's wheel list lacks it: before the runs, also `python3 -m pip download -q --no-deps
+# --only-binary=:all: --python-version 3.12 --platform manylinux_2_17_x86_64 -d .device/whl onnx
+# protobuf` (step 1 says whether it is there; without it detection runs on each photo's own size).
 # In order of importance, each step bounded by what is left of BUDGET_S:
 #   1. a CUDA session really runs (else stop: nothing below would mean anything);
 #   2. bench/devices.py: MTCNN ms per photo on 1 core, all cores and CUDA (and whether CUDA finds the
@@ -52,6 +56,8 @@ from facever.model.onnx_session import create_session
 print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())
 session = create_session("../model/default/facever.onnx", device="cuda")  # raises unless CUDA runs it
 print("a CUDA session runs:", session.get_providers())
+import importlib.util
+print("onnx for P-Net's canvases:", "yes" if importlib.util.find_spec("onnx") else "MISSING (own sizes only)")
 PY
 
 log "2. detection and embedding per device ($(left) s left)"

@@ -223,10 +223,13 @@ def test_the_canvas_mask_keeps_each_image_s_own_pnet_cells():
     assert mismatched_without_mask >= 3  # the odd sides
 
 
-def test_on_cuda_p_net_runs_on_canvases_up_to_max_side():
-    from facever.model.runtime import detector_config_for
+def test_on_cuda_p_net_runs_on_canvases_up_to_max_side(monkeypatch):
+    from facever.model import runtime
 
-    assert detector_config_for(DetectorConfig(), "cuda").canvas == (256, 512, 800)
-    assert detector_config_for(DetectorConfig(max_side=400), "cuda").canvas == (256, 400)
-    assert detector_config_for(DetectorConfig(canvas=(640,)), "cuda").canvas == (640,)
-    assert detector_config_for(DetectorConfig(), "cpu").canvas == ()
+    assert runtime.detector_config_for(DetectorConfig(), "cuda").canvas == (256, 512, 800)
+    assert runtime.detector_config_for(DetectorConfig(max_side=400), "cuda").canvas == (256, 400)
+    assert runtime.detector_config_for(DetectorConfig(canvas=(640,)), "cuda").canvas == (640,)
+    assert runtime.detector_config_for(DetectorConfig(), "cpu").canvas == ()
+    # without the onnx package (a GPU install without the gpu extra's onnx): own sizes, same faces
+    monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name: None)
+    assert runtime.detector_config_for(DetectorConfig(), "cuda").canvas == ()
