@@ -13,8 +13,10 @@ the devices.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
+from pathlib import Path
 
 import common
 import numpy as np
@@ -85,6 +87,80 @@ def time_detection_batches(
                 break
         rates[str(batch)] = done / (time.perf_counter() - start)
     return rates, faces
+
+
+def profile_networks(device: str, repeats: int) -> dict:
+    """Where MTCNN's time goes on ``device``: each network alone through onnxruntime's profiler, on the
+    shapes a 250x250 photo gives (P-Net at every pyramid level of its 256 canvas, 1 and 8 photos a
+    run; R-Net on 32 candidates, O-Net on 8), with the detector's convolution search: wall ms (median;
+    P-Net: all levels), the node kinds by kernel time, and the nodes that ran on another provider."""
+    import onnxruntime
+
+    from facever.model import detection
+
+    providers = [GPU_PROVIDER, "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    options: list = [(GPU_PROVIDER, detection.CUDA_OPTIONS), providers[1]] if device == "cuda" else providers
+    sides = pnet_canvas_sides(DetectorConfig(), 256)
+    workloads = {
+        "pnet": {
+            batch: [
+                {
+                    "input_1": np.zeros((batch, side, side, 3), np.float32),
+                    "mask": np.zeros((batch, 1, side - 2, side - 2), np.float32),
+                }
+                for side in sides
+            ]
+            for batch in (1, 8)
+        },
+        "rnet": {32: [{"input_2": np.zeros((32, 24, 24, 3), np.float32)}]},
+        "onet": {8: [{"input_3": np.zeros((8, 48, 48, 3), np.float32)}]},
+    }
+    report = {}
+    for name, groups in workloads.items():
+        session_options = onnxruntime.SessionOptions()
+        session_options.enable_profiling = True
+        path = detection._model_path(name)
+        model = detection._pnet_with_mask(path) if name == "pnet" else str(path)
+        session = onnxruntime.InferenceSession(model, session_options, providers=options)
+        walls: dict[int, list[float]] = {batch: [] for batch in groups}
+        for round_ in range(repeats + 2):  # the first two rounds pay for each shape's first runs
+            for batch, feeds in groups.items():
+                start = time.perf_counter()
+                for feed in feeds:
+                    session.run(None, feed)
+                if round_ >= 2:
+                    walls[batch].append(time.perf_counter() - start)
+        kinds: dict[str, float] = {}
+        elsewhere = set()
+        for event in json.loads(Path(session.end_profiling()).read_text()):
+            if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+                continue
+            kind, provider = event["args"].get("op_name", "?"), event["args"].get("provider", "")
+            kinds[kind] = kinds.get(kind, 0.0) + event["dur"]
+            if provider and provider != providers[0]:
+                elsewhere.add(f"{kind} on {provider}")
+        total = sum(kinds.values()) or 1.0
+        what = f"{len(sides)} levels, " if name == "pnet" else ""
+        report[name] = {
+            "ms": {
+                f"{what}{batch} a run": float(np.median(values) * 1000) for batch, values in walls.items()
+            },
+            "kernel_time_share": {
+                kind: round(time_us / total, 3)
+                for kind, time_us in sorted(kinds.items(), key=lambda kv: -kv[1])[:6]
+            },
+            "nodes_not_on_device": sorted(elsewhere),
+        }
+    return report
+
+
+def pnet_canvas_sides(config: DetectorConfig, canvas: int) -> list[int]:
+    """The sides of P-Net's input at each pyramid level of a ``canvas`` square."""
+    sides, scale = [], 12.0 / config.min_face_size
+    while canvas * scale >= 12:
+        sides.append(int(np.ceil(canvas * scale)))
+        scale *= config.scale_factor
+    return sides
 
 
 def compare_faces(reference: list, other: list) -> dict:
@@ -164,6 +240,12 @@ def main() -> None:
                 "same_faces_as_cpu_alone": compare_faces(expected, faces),
             }
             print(f"devices: detection batches {name}, {set_name}: {rates}", flush=True)
+
+    profiles = {
+        device: profile_networks(device, 3 if args.smoke else 20)
+        for device in ["cpu"] + (["cuda"] if has_gpu else [])
+    }
+    print(f"devices: MTCNN's networks alone: {profiles}", flush=True)
 
     # Aligned crops of the faces found, as the service makes them.
     pipeline = FacePipeline(args.model, "cpu", 1, detection_device="cpu")
@@ -246,13 +328,34 @@ def main() -> None:
                 for row in batched.values()
             ],
         ),
+        "MTCNN's networks alone, as a 250x250 photo runs them (onnxruntime's profiler; CPU: all cores)": (
+            common.markdown_table(
+                ["device", "network", "ms (median)", "kernel time by node kind", "nodes on another provider"],
+                [
+                    [
+                        device,
+                        network,
+                        "; ".join(f"{what}: {ms:.2f}" for what, ms in row["ms"].items()),
+                        ", ".join(f"{kind} {share:.0%}" for kind, share in row["kernel_time_share"].items()),
+                        ", ".join(row["nodes_not_on_device"]) or "none",
+                    ]
+                    for device, networks in profiles.items()
+                    for network, row in networks.items()
+                ],
+            )
+        ),
         f"Embedding faces/s per batch size ({len(crops)} LFW faces)": common.markdown_table(
             ["device", *(f"batch {b}" for b in batches), "batched vs alone, max diff"], embedding_rows
         ),
     }
     run.finish(
         {"photos": len(images), "faces": len(crops), "model": common.model_info(args.model)},
-        {"detection": detection, "detection_batches": batched, "embedding": embedding},
+        {
+            "detection": detection,
+            "detection_batches": batched,
+            "network_profiles": profiles,
+            "embedding": embedding,
+        },
         tables,
     )
 

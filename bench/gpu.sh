@@ -15,7 +15,8 @@
 #   1. a CUDA session really runs (else stop: nothing below would mean anything);
 #   2. bench/devices.py: MTCNN ms per photo on 1 core, all cores and CUDA (and whether CUDA finds the
 #      same faces), MTCNN photos/s at 1, 2, 8 and 32 photos a call (LFW and mixed sizes; P-Net on its
-#      canvases or on each photo's own size), embedding faces/s per batch size per device
+#      canvases or on each photo's own size), each MTCNN network alone through onnxruntime's profiler
+#      (ms per run, node kinds by kernel time, nodes left on the CPU), embedding faces/s per batch size
 #                                                                        -> devices-gpu.json
 #   3. bench/load.py, POST /v1/verify at concurrency 1, 8, 32, 64 with FACEVER_DEVICE=cuda
 #                                                                        -> load-gpu.json

@@ -163,6 +163,11 @@ def test_devices(smoke):
         if name.startswith("cpu"):  # several photos a call, canvas or not: each photo's own faces
             exact = {"photos_with_other_face_count": 0, "max_box_px": 0.0, "max_landmark_px": 0.0}
             assert row["same_faces_as_cpu_alone"] == exact
+    profiles = payload["results"]["network_profiles"]["cpu"]
+    assert set(profiles) == {"pnet", "rnet", "onet"}
+    for row in profiles.values():
+        assert all(ms > 0 for ms in row["ms"].values()) and "Conv" in row["kernel_time_share"]
+        assert row["nodes_not_on_device"] == []
 
 
 def test_alignment(smoke):
