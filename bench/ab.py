@@ -1,6 +1,8 @@
 """Old and new code timed alternately in one sitting: ``facever serve`` of each, the same client, the
-same pairs. The old one runs from a folder that holds its ``facever`` package (PYTHONPATH), e.g. one
-made from ``git worktree add /tmp/old <commit>``; the new one is this checkout.
+same pairs; besides requests/s, the server's CPU time per answered verify (all its processes, from
+/proc), which the client sharing the machine disturbs less than the rate. The old one runs from a
+folder that holds its ``facever`` package (PYTHONPATH), e.g. one made from ``git worktree add
+/tmp/old <commit>``; the new one is this checkout.
 
     python ab.py --old-path /tmp/pkg-old --rounds 3 --levels 1,8 --duration 15
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import common
 import numpy as np
-from load import choose_pairs, level, screen, start_server
+from load import choose_pairs, cpu_seconds, level, screen, start_server
 
 
 def main() -> None:
@@ -39,7 +41,10 @@ def main() -> None:
                 with server:
                     kept, _ = asyncio.run(screen(server.url, pairs))
                     for concurrency in levels:
+                        before = cpu_seconds(server.process.pid)
                         result = level(server.url, kept, concurrency, duration)
+                        spent = cpu_seconds(server.process.pid) - before
+                        result["server_cpu_ms_per_ok"] = spent * 1000 / max(1, result["ok"])
                         rounds.append({"round": round_index, "version": version, **result})
                         rate, p50 = result["requests_per_s"], result["latency"].get("median_ms", 0)
                         print(
@@ -55,6 +60,7 @@ def main() -> None:
         rate = {v: float(np.mean([r["requests_per_s"] for r in rs])) for v, rs in by.items()}
         p50 = {v: float(np.mean([r["latency"]["median_ms"] for r in rs])) for v, rs in by.items()}
         errors = {v: sum(r["errors"] for r in rs) for v, rs in by.items()}
+        cpu = {v: float(np.mean([r["server_cpu_ms_per_ok"] for r in rs])) for v, rs in by.items()}
         rows.append(
             [
                 concurrency,
@@ -62,6 +68,8 @@ def main() -> None:
                 " / ".join(common.fmt(r["requests_per_s"]) for r in by["new"]),
                 f"{rate['new'] / rate[args.old_name]:.2f}",
                 f"{common.fmt(p50[args.old_name])} → {common.fmt(p50['new'])}",
+                f"{common.fmt(cpu[args.old_name])} → {common.fmt(cpu['new'])} "
+                f"({cpu['new'] / cpu[args.old_name]:.2f})",
                 f"{errors[args.old_name]} / {errors['new']}",
             ]
         )
@@ -72,6 +80,7 @@ def main() -> None:
             "new: requests/s per round",
             "new / old (means)",
             "p50 ms, old → new (means)",
+            "server CPU ms per verify, old → new (means; new / old)",
             "errors old / new",
         ],
         rows,

@@ -135,6 +135,33 @@ def level(url: str, pairs: list, concurrency: int, duration: float, clients: int
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and every process below it (uvicorn's
+    workers), from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        times[child] = (int(fields[11]) + int(fields[12])) / tick
+    family, total = {pid}, 0.0
+    grown = True
+    while grown:
+        grown = False
+        for child, parent in parents.items():
+            if parent in family and child not in family:
+                family.add(child)
+                grown = True
+    for member in family:
+        total += times.get(member, 0.0)
+    return total
+
+
 async def screen(url: str, pairs: list) -> tuple[list, list]:
     """Send every pair once (also the warm-up); keep those answered 200."""
     kept, dropped = [], []

@@ -266,6 +266,7 @@ def test_ab(results_dir, lfw_root, tmp_path):
     rounds = payload["results"]["rounds"]
     assert {r["version"] for r in rounds} == {"old", "new"}
     assert all(r["ok"] > 0 and r["errors"] == 0 for r in rounds)
+    assert all(r["server_cpu_ms_per_ok"] > 0 for r in rounds)  # the server's processes were found
 
 
 def test_gallery(smoke):
