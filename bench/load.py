@@ -267,7 +267,8 @@ def main() -> None:
         f"POST /v1/verify under load ({cpus}; {info.get('workers')} processes × "
         f"{info.get('inference_workers')} inference workers × {info.get('ort_threads')} onnxruntime threads; "
         f"detection on {stages.get('detection', '?')}, embedding on {stages.get('embedding', '?')}, "
-        f"batch window {info.get('batch_window_ms')} ms)"
+        f"batch window {info.get('batch_window_ms')} ms, detection batch window "
+        f"{info.get('detection_batch_window_ms', 0.0)} ms)"
     )
     run.finish(config, results, {title: table(levels, rss_start)})
 
