@@ -230,8 +230,9 @@ class FaceAnalyser:
         images = [image.pixels for image in decoded if not isinstance(image, ImageError)]
         start = time.perf_counter()
         found = ticket.submit(images) if ticket is not None else self.pipeline.detect_many(images)
-        timings.detect += time.perf_counter() - start
-        metrics.INFERENCE_SECONDS.labels("detect").observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        timings.detect += elapsed
+        metrics.INFERENCE_SECONDS.labels("detect").observe(elapsed)
         faces = iter(found)
         results: list[tuple[AnalysedFace, np.ndarray] | ImageError] = []
         for image in decoded:
@@ -248,8 +249,9 @@ class FaceAnalyser:
             raise upload.error
         start = time.perf_counter()
         decoded = self._decode(upload.data)
-        timings.decode += time.perf_counter() - start
-        metrics.INFERENCE_SECONDS.labels("decode").observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        timings.decode += elapsed
+        metrics.INFERENCE_SECONDS.labels("decode").observe(elapsed)
         return decoded
 
     def _detect(
@@ -260,8 +262,9 @@ class FaceAnalyser:
         decoded_image = self._decoded(upload, timings)
         start = time.perf_counter()
         faces = self.pipeline.detect(decoded_image.pixels)
-        timings.detect += time.perf_counter() - start
-        metrics.INFERENCE_SECONDS.labels("detect").observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        timings.detect += elapsed
+        metrics.INFERENCE_SECONDS.labels("detect").observe(elapsed)
         return self._chosen(decoded_image, faces, policy)
 
     def _chosen(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -119,6 +120,9 @@ def profile_networks(device: str, repeats: int) -> dict:
     for name, groups in workloads.items():
         session_options = onnxruntime.SessionOptions()
         session_options.enable_profiling = True
+        # onnxruntime writes the profile where it is told, the working directory by default
+        folder = tempfile.TemporaryDirectory()
+        session_options.profile_file_prefix = str(Path(folder.name) / name)
         path = detection._model_path(name)
         model = detection._pnet_with_mask(path) if name == "pnet" else str(path)
         session = onnxruntime.InferenceSession(model, session_options, providers=options)
@@ -132,7 +136,9 @@ def profile_networks(device: str, repeats: int) -> dict:
                     walls[batch].append(time.perf_counter() - start)
         kinds: dict[str, float] = {}
         elsewhere = set()
-        for event in json.loads(Path(session.end_profiling()).read_text()):
+        with folder:
+            events = json.loads(Path(session.end_profiling()).read_text())
+        for event in events:
             if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
                 continue
             kind, provider = event["args"].get("op_name", "?"), event["args"].get("provider", "")

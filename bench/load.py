@@ -149,7 +149,7 @@ def cpu_seconds(pid: int) -> float:
         child = int(stat.parent.name)
         parents[child] = int(fields[1])
         times[child] = (int(fields[11]) + int(fields[12])) / tick
-    family, total = {pid}, 0.0
+    family = {pid}
     grown = True
     while grown:
         grown = False
@@ -157,9 +157,7 @@ def cpu_seconds(pid: int) -> float:
             if parent in family and child not in family:
                 family.add(child)
                 grown = True
-    for member in family:
-        total += times.get(member, 0.0)
-    return total
+    return sum(times.get(member, 0.0) for member in family)
 
 
 async def screen(url: str, pairs: list) -> tuple[list, list]:
