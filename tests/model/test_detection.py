@@ -233,3 +233,23 @@ def test_on_cuda_p_net_runs_on_canvases_up_to_max_side(monkeypatch):
     # without the onnx package (a GPU install without the gpu extra's onnx): own sizes, same faces
     monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name: None)
     assert runtime.detector_config_for(DetectorConfig(), "cuda").canvas == ()
+
+
+def test_mirrored_landmarks_are_mirrored_back_about_the_crop_s_centre():
+    """For a crop that is its own mirror image, O-Net answers the same for both, so the averaged
+    landmarks must be symmetric about the box's centre: eyes and mouth corners as mirror pairs, the nose
+    on the axis. A wrong flip axis, order of the points or centre breaks it."""
+    detector = FaceDetector(DetectorConfig(mirror_landmarks=True), device="cpu", threads=1)
+    half = np.random.default_rng(3).uniform(-1, 1, (2, 24, 48, 3)).astype(np.float32)
+    crops = np.ascontiguousarray(np.concatenate([half, half[:, ::-1]], axis=1))  # (N, x, y, 3), x mirrored
+    boxes = np.array([[10.0, 20.0, 109.0, 119.0], [3.0, 0.0, 50.0, 47.0]])
+    own = detection._landmarks_in_image(detector._onet.run(None, {"input_3": crops})[1], boxes)
+    [(_, _, averaged, _)] = detector._with_mirrored_landmarks(crops, [(None, boxes, own, np.arange(2))])
+    axis = boxes[:, 0] + boxes[:, 2]
+    x, y = averaged[:, :5], averaged[:, 5:]
+    np.testing.assert_allclose(x[:, 0] + x[:, 1], axis, atol=1e-4)  # the eyes
+    np.testing.assert_allclose(x[:, 3] + x[:, 4], axis, atol=1e-4)  # the mouth corners
+    np.testing.assert_allclose(2 * x[:, 2], axis, atol=1e-4)  # the nose
+    np.testing.assert_allclose(y[:, 0], y[:, 1], atol=1e-4)
+    np.testing.assert_allclose(y[:, 3], y[:, 4], atol=1e-4)
+    assert not np.allclose(averaged, own, atol=0.5)  # O-Net's own answer for this crop is not symmetric
