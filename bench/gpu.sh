@@ -27,6 +27,9 @@
 #   7. detection on the GPU in cross-request batches (FACEVER_DETECTION_DEVICE=cuda,
 #      FACEVER_DETECTION_BATCH_WINDOW_MS=2, embedding batches too), concurrency 32 and 64
 #                                                                        -> load-gpu-detect-cuda-batched.json
+# The model is the float network (MODEL, default model/float): the default model's int8 graph has not
+# been timed on CUDA yet (onnxruntime's CUDA provider runs its quantise/dequantise steps around float
+# convolutions); pass MODEL=model/default to time it.
 # Every file lands in OUT_DIR; on the lent machine, point OUT_DIR at $OUT (at most 8 files come back:
 # these are 7 and the log, with 2/4/8/16 counted as 4, so pass CORES="2 16" there).
 set -uo pipefail
@@ -39,14 +42,17 @@ CORES=${CORES:-2 4 8 16} # step 5's core counts
 PAIRS=${PAIRS:-100}
 CLIENTS=${CLIENTS:-4}    # load client processes: one Python client tops out below the GPU server
 BUDGET_S=${BUDGET_S:-480}
+MODEL=${MODEL:-model/float}
 export PYTHONUNBUFFERED=1
 deadline=$((SECONDS + BUDGET_S))
 left() { local s=$((deadline - SECONDS)); echo $((s > 0 ? s : 1)); }
 log() { printf '[gpu.sh %(%H:%M:%S)T +%ss] %s\n' -1 "$SECONDS" "$*"; }
-bench() { (cd bench && timeout "$(left)" "$PYTHON" "$@" --data "$DATA_ABS" --out "$OUT_ABS"); }
+bench() { (cd bench && timeout "$(left)" "$PYTHON" "$@" --model "$MODEL_ABS" --data "$DATA_ABS" --out "$OUT_ABS"); }
 mkdir -p "$OUT_DIR"
 DATA_ABS=$(cd "$DATA" && pwd)
 OUT_ABS=$(cd "$OUT_DIR" && pwd)
+MODEL_ABS=$(cd "$MODEL" && pwd)
+export MODEL_ABS
 cores=$(nproc)
 
 log "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo none); $cores cores"
@@ -55,7 +61,8 @@ log "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 import onnxruntime
 from facever.model.onnx_session import create_session
 print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())
-session = create_session("../model/default/facever.onnx", device="cuda")  # raises unless CUDA runs it
+import os
+session = create_session(os.environ["MODEL_ABS"] + "/facever.onnx", device="cuda")  # raises unless CUDA runs it
 print("a CUDA session runs:", session.get_providers())
 import importlib.util
 print("onnx for P-Net's canvases:", "yes" if importlib.util.find_spec("onnx") else "MISSING (own sizes only)")

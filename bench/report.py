@@ -17,7 +17,7 @@ import common
 SECTIONS = (
     "accuracy",
     "speed",
-    "speed-int8",
+    "speed-float",
     "load",
     "ab-2core",
     "ab-2core-now",
@@ -44,6 +44,8 @@ SECTIONS = (
     "framing",
     "views",
     "equalise",
+    "mirror_landmarks",
+    "model_choice",
     "parts",
     "ab-issue16",
     "db_contention",

@@ -188,7 +188,7 @@ def train(
 @app.command()
 @_needs_extra("quantize")
 def quantize(
-    model: Annotated[Path, typer.Option(help="the exported float model to quantise")] = Path("model/default"),
+    model: Annotated[Path, typer.Option(help="the exported float model to quantise")] = Path("model/float"),
     out: Annotated[Path, typer.Option(help="folder for the int8 facever.onnx and its model card")] = Path(
         "runs/int8/model"
     ),
@@ -196,6 +196,12 @@ def quantize(
     cfp: Annotated[Path, typer.Option(help="CFP folder, evaluated too when it exists")] = DEFAULT_CFP,
     cache_dir: Annotated[Path, typer.Option(help="embedding cache")] = Path(".cache"),
     evaluate: Annotated[bool, typer.Option(help="evaluate the int8 model like facever train does")] = True,
+    flip: Annotated[
+        bool | None,
+        typer.Option(
+            "--flip/--no-flip", help="average each face with its mirror image (default: as the float model)"
+        ),
+    ] = None,
 ) -> None:
     """An int8 copy of an exported model (onnxruntime static quantisation, calibrated on the calibration
     folds' people), with its own calibrated thresholds and evaluation in its card."""
@@ -203,7 +209,7 @@ def quantize(
     from facever.training.evaluation.evaluate import evaluate_into_card, format_report, save_json
     from facever.training.quantize import quantize as run_quantize
 
-    card = run_quantize(model, out, data, cache_dir)
+    card = run_quantize(model, out, data, cache_dir, flip_test_time=flip)
     typer.echo(f"quantised {model} -> {out} (threshold {card.threshold:.4f})")
     if evaluate:
         reports = evaluate_into_card(out, data, cfp, cache_dir)
@@ -252,7 +258,7 @@ def eval_lfw(
     model: Annotated[
         str,
         typer.Option(
-            help="a shipped model by name (default, int8) or a folder with facever.onnx + model_card.json"
+            help="a shipped model by name (default, float) or a folder with facever.onnx + model_card.json"
         ),
     ] = "default",
     data: Annotated[Path, typer.Option(help="LFW folder with images/ and pairs.txt")] = DEFAULT_DATA,
@@ -283,7 +289,7 @@ def eval_cfp(
     model: Annotated[
         str,
         typer.Option(
-            help="a shipped model by name (default, int8) or a folder with facever.onnx + model_card.json"
+            help="a shipped model by name (default, float) or a folder with facever.onnx + model_card.json"
         ),
     ] = "default",
     data: Annotated[Path, typer.Option(help="CFP folder with Data/ and Protocol/")] = DEFAULT_CFP,

@@ -4,8 +4,9 @@ again for the int8 network exactly as for the float one.
 Weights become int8 per output channel, activations uint8 (QDQ format, which onnxruntime runs with
 int8 kernels, VNNI where the CPU has it). The activation ranges are measured on aligned chips of the
 calibration folds' people (LFW fold 9 for the shipped model), never on a test fold. The int8 network
-is a different model: its card has its own name (``<name>-int8``), so its templates are never
-compared with the float model's.
+is a different model: its card has its own name (``<name>-int8``, ``<name>-int8-mirrored`` when it
+also embeds each face's mirror image), so its templates are never compared with the float model's.
+The shipped default model is model/float's copy, mirrored (bench/model_choice.py).
 """
 
 from __future__ import annotations
@@ -57,7 +58,15 @@ def calibration_chips(
     return chips
 
 
-def quantize(model_dir: Path, out_dir: Path, lfw_root: Path, cache_dir: Path | None = None) -> ModelCard:
+def quantize(
+    model_dir: Path,
+    out_dir: Path,
+    lfw_root: Path,
+    cache_dir: Path | None = None,
+    flip_test_time: bool | None = None,
+) -> ModelCard:
+    """The int8 copy of ``model_dir`` in ``out_dir``, its card calibrated; ``flip_test_time`` (None: as the
+    float model's card) sets whether each face is also embedded mirrored."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     pipeline = FacePipeline(model_dir, device="cpu")
     card = pipeline.card
@@ -84,9 +93,12 @@ def quantize(model_dir: Path, out_dir: Path, lfw_root: Path, cache_dir: Path | N
         )
 
     int8 = card.model_copy(deep=True)
-    int8.name = f"{card.name}-int8"
+    mirrored = card.flip_test_time if flip_test_time is None else flip_test_time
+    # Each variant its own name: templates are only ever compared with their own model's.
+    int8.name = f"{card.name}-int8" + ("-mirrored" if mirrored and not card.flip_test_time else "")
     int8.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     int8.metrics = {}
+    int8.flip_test_time = mirrored
     int8.git_commit = git_commit()
     int8.training = TrainingRecord.model_validate(
         {

@@ -100,7 +100,7 @@ def test_shipped_models_are_found_by_name_from_any_folder(tmp_path, monkeypatch)
     from facever.model.card import ModelCard
 
     monkeypatch.chdir(tmp_path)
-    for name in ("default", "int8"):
+    for name in ("default", "float"):
         assert ModelCard.load(_model_folder(name)).name.startswith("facever")
     code = "import sys\nfrom facever.cli import app\napp(sys.argv[1:], prog_name='facever')\n"
     result = subprocess.run(
@@ -110,7 +110,8 @@ def test_shipped_models_are_found_by_name_from_any_folder(tmp_path, monkeypatch)
         timeout=120,
         cwd=tmp_path,
     )
-    assert result.returncode == 2 and "nor a shipped model (default, int8)" in " ".join(result.stderr.split())
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 2 and "nor a shipped model (default, float)" in message
     assert "Traceback" not in result.stderr
 
 

@@ -126,20 +126,22 @@ def test_inference_runs_off_the_event_loop(sqlite_client):
 def test_facever_model_picks_a_shipped_model_by_name_or_a_folder(monkeypatch, tmp_path):
     from facever.app.core.config import shipped_models
 
-    assert {"default", "int8"} <= set(shipped_models())
-    monkeypatch.setenv("FACEVER_MODEL", "int8")
-    assert Settings().resolved_model_dir == shipped_model_dir("int8")
-    monkeypatch.setenv("FACEVER_MODEL", str(shipped_model_dir("int8")))
-    assert Settings().resolved_model_dir == shipped_model_dir("int8")
+    assert {"default", "float"} <= set(shipped_models())
+    monkeypatch.setenv("FACEVER_MODEL", "float")
+    assert Settings().resolved_model_dir == shipped_model_dir("float")
+    monkeypatch.setenv("FACEVER_MODEL", str(shipped_model_dir("float")))
+    assert Settings().resolved_model_dir == shipped_model_dir("float")
     monkeypatch.setenv("FACEVER_MODEL", str(tmp_path))  # a folder without a model card
     with pytest.raises(ValueError, match="neither a shipped model"):
         _ = Settings().resolved_model_dir
 
 
-def test_the_int8_model_is_a_model_of_its_own():
+def test_the_default_model_is_the_float_network_quantised_and_mirrored_a_model_of_its_own():
     from facever.model.card import ModelCard
 
-    default, int8 = ModelCard.load(shipped_model_dir()), ModelCard.load(shipped_model_dir("int8"))
-    assert int8.name == f"{default.name}-int8"  # its templates are never compared with the float model's
-    assert int8.identify_threshold > int8.threshold
-    assert int8.training.quantization.calibration_folds == int8.calibration.folds == [9]
+    default, float_model = ModelCard.load(shipped_model_dir()), ModelCard.load(shipped_model_dir("float"))
+    # its templates are never compared with the float model's
+    assert default.name == f"{float_model.name}-int8-mirrored" and default.flip_test_time
+    assert not float_model.flip_test_time
+    assert default.identify_threshold > default.threshold
+    assert default.training.quantization.calibration_folds == default.calibration.folds == [9]

@@ -241,6 +241,30 @@ def test_equalise(smoke):
             assert 0 <= report[setting]["accuracy"] <= 1 and 0 <= report[setting]["auc"] <= 1
 
 
+def test_mirror_landmarks(smoke):
+    payload = smoke("mirror_landmarks")
+    check_common(payload, "mirror_landmarks")
+    assert list(payload["results"]) == ["original", "tight", "relit"]
+    for report in payload["results"].values():
+        for setting in ("O-Net's landmarks", "averaged with the mirrored crop's"):
+            assert 0 <= report[setting]["accuracy"] <= 1 and 0 <= report[setting]["auc"] <= 1
+
+
+def test_model_choice(results_dir, lfw_root):
+    """The four settings, with the shipped models standing in for the two the script is given."""
+    command = [sys.executable, str(BENCH / "model_choice.py"), "--smoke", "--out", str(results_dir)]
+    command += ["--data", str(lfw_root), "--int8", str(REPO / "model" / "float")]
+    command += ["--float-mirrored", str(REPO / "model" / "default")]
+    subprocess.run(command, cwd=REPO, check=True, timeout=900)
+    payload = json.loads((results_dir / "model_choice.json").read_text())
+    check_common(payload, "model_choice")
+    assert set(payload["config"]["models"]) == {"float", "float, mirrored too", "int8", "int8, mirrored too"}
+    for report in payload["results"].values():
+        assert 0 < report["pairs_both_found"] <= report["pairs"]
+        # the same model under two names scores the same
+        assert report["float"]["auc"] == report["int8"]["auc"]
+
+
 def test_parts(smoke):
     payload = smoke("parts")
     check_common(payload, "parts")

@@ -12,7 +12,7 @@ from facever.model.card import CARD_FILE, ModelCard
 MODELS = Path(__file__).resolve().parents[2] / "model"
 
 
-@pytest.mark.parametrize("name", ["default", "int8"])
+@pytest.mark.parametrize("name", ["default", "float"])
 def test_the_shipped_cards_load_and_save_back_byte_for_byte(name, tmp_path):
     shipped = MODELS / name / CARD_FILE
     card = ModelCard.load(shipped.parent)

@@ -19,7 +19,7 @@ from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
 from facever.training.networks.dlib_shape_predictor import read_shape_predictor
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "model" / "default"
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "model" / "float"
 BOX_MAP = [0.0538, 0.0841, 1.1306, 0.8562]
 
 

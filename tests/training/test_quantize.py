@@ -15,11 +15,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_int8_copy_embeds_like_the_float_model(fold9_lfw, tmp_path):
-    source = Path(__file__).resolve().parents[2] / "model" / "default"
+    source = Path(__file__).resolve().parents[2] / "model" / "float"
     card = quantize(source, tmp_path / "int8", fold9_lfw)
 
     float_card = FacePipeline(source, device="cpu").card
     assert card.name == f"{float_card.name}-int8" and card.version == float_card.version
+    assert card.flip_test_time == float_card.flip_test_time
     assert card.training.quantization.calibration_folds == [9]
     assert card.calibration.folds == [9] and card.calibration.images > 0
     points = card.thresholds
@@ -36,3 +37,21 @@ def test_the_int8_copy_embeds_like_the_float_model(fold9_lfw, tmp_path):
         chips.append(float_model.crop(image, float_model.detect(image)[0]))
     cosines = (float_model.embed(np.stack(chips)) * int8_model.embed(np.stack(chips))).sum(1)
     assert cosines.min() > 0.995, cosines
+
+
+def test_a_mirrored_int8_copy_is_named_apart_and_averages_a_face_with_its_mirror_image(fold9_lfw, tmp_path):
+    source = Path(__file__).resolve().parents[2] / "model" / "float"
+    card = quantize(source, tmp_path / "mirrored", fold9_lfw, flip_test_time=True)
+
+    assert card.name == "facever-dlib-int8-mirrored" and card.flip_test_time
+    assert card.calibration.folds == [9]
+    mirrored = FacePipeline(tmp_path / "mirrored", device="cpu")
+    image = read_image(sorted(sorted((fold9_lfw / "images").iterdir())[0].glob("*.jpg"))[0])
+    chip = mirrored.crop(image, mirrored.detect(image)[0])
+    # the same network on the chip and on its mirror image, summed and normalised
+    session = mirrored.embedder.session
+    name = session.get_inputs()[0].name
+    pair = np.stack([chip, chip[:, ::-1]]).transpose(0, 3, 1, 2).astype(np.float32)
+    both = session.run(None, {name: pair})[0].sum(0)
+    expected = both / np.linalg.norm(both)
+    np.testing.assert_allclose(mirrored.embed(chip[None])[0], expected, atol=1e-5)

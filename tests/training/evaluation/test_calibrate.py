@@ -52,7 +52,7 @@ def test_calibrate_fits_the_map_on_every_pair():
     assert 0.2 < mapping(threshold) < 0.8
 
 
-@pytest.mark.parametrize("name", ["default", "int8"])
+@pytest.mark.parametrize("name", ["default", "float"])
 def test_shipped_cards_have_a_map_even_at_their_verify_threshold(name):
     card = ModelCard.load(f"model/{name}")
     assert card.probability is not None and card.probability.method == "logistic"
