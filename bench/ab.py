@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1,8")
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--old-model", type=Path, help="the model the old code serves (default: --model)")
     args = parser.parse_args()
     run = common.Run("ab", args)
     levels = [int(c) for c in args.levels.split(",")]
@@ -35,7 +36,8 @@ def main() -> None:
     for round_index in range(1 if args.smoke else args.rounds):
         for version in (args.old_name, "new"):
             with tempfile.TemporaryDirectory() as workdir:
-                server = start_server(args.model, Path(workdir))
+                model = args.old_model or args.model if version != "new" else args.model
+                server = start_server(model, Path(workdir))
                 if version != "new":
                     server.env["PYTHONPATH"] = args.old_path
                 with server:
@@ -93,6 +95,8 @@ def main() -> None:
             "duration_s": duration,
             "rounds": args.rounds,
             "pairs": len(pairs),
+            "model": str(args.model),
+            "old_model": str(args.old_model or args.model),
         },
         {"rounds": rounds},
         {f"POST /v1/verify, {args.old_name} and new code alternately ({args.rounds} rounds)": table},
