@@ -6,9 +6,10 @@ an image pyramid through P-Net, then R-Net and O-Net on the surviving candidates
 suppression between the stages. Every face comes with its box, five landmarks and a score.
 
 MTCNN misses a face that fills the frame (an already-cropped face, a close-up) and many turned
-heads. When the first pass finds nothing, a second pass runs on the image framed by a margin of
-its mean colour, with lower stage thresholds: the face then has room around it, as MTCNN was
-trained to see it. Both passes see a copy of the image with its luminance equalised (dark and
+heads, and places the landmarks of a face that fills the frame worse. When the first pass finds
+nothing, or a face that fills the frame, a second pass runs on the image framed by a margin of its
+mean colour, with lower stage thresholds: the face then has room around it, as MTCNN was trained to
+see it. Both passes see a copy of the image with its luminance equalised (dark and
 side-lit faces are found, and landmarks land better everywhere); the image as it is is tried only
 when the copy shows no face. Coordinates are mapped back to the image given.
 
@@ -63,6 +64,13 @@ class DetectorConfig:
     # at least twice as large and holds the first one's centre (bench/parts.py). 0 turns it off.
     part_check_coverage: float = 0.15
     part_check_max_side: int = 400
+    # A face that fills the frame (its box covers more than this share of the image; in LFW's photos
+    # never over 0.25, in tight crops ~0.6): the framed pass runs too, and where it finds the same face
+    # (IoU >= 0.5) its box and landmarks are taken, found with room around the face as MTCNN was
+    # trained to see it. On LFW folds 1-4 (bench/reframe.py): tight crops 98.08 -> 98.25 %, TAR at FAR
+    # 1e-3 94.4 -> 95.2 %; relit crops 96.36 % either way, TAR 72.5 -> 82.1 %; photos as taken
+    # untouched. 0 turns it off.
+    reframe_coverage: float = 0.4
     # Both passes run on a copy with its luminance histogram equalised, and on the image as it is
     # only when the copy shows no face. The boxes and landmarks are the copy's, which has the image's
     # geometry; the chip is still cut from the image. MTCNN places its landmarks better on the copy:
@@ -157,10 +165,22 @@ class FaceDetector:
         found = self._cascade(pictures, self.config.thresholds)
         if self.config.retry_margin <= 0:
             return found
-        again = [i for i, faces in enumerate(found) if not faces or self._maybe_a_part(pictures[i], faces)]
+        again = [
+            i
+            for i, faces in enumerate(found)
+            if not faces or self._maybe_a_part(pictures[i], faces) or self._fills_frame(pictures[i], faces)
+        ]
         for i, framed in zip(again, self._framed_passes([pictures[i] for i in again]), strict=True):
-            found[i] = _whole_face(found[i], framed)
+            if found[i] and self._fills_frame(pictures[i], found[i]):
+                found[i] = _same_face_framed(found[i], framed)
+            else:
+                found[i] = _whole_face(found[i], framed)
         return found
+
+    def _fills_frame(self, picture: Image.Image, faces: list[DetectedFace]) -> bool:
+        width, height = picture.size
+        coverage = self.config.reframe_coverage
+        return coverage > 0 and max(face.area for face in faces) > coverage * height * width
 
     def _maybe_a_part(self, picture: Image.Image, faces: list[DetectedFace]) -> bool:
         width, height = picture.size
@@ -392,6 +412,21 @@ def _whole_face(first: list[DetectedFace], framed: list[DetectedFace]) -> list[D
     if second is not None and second.area >= 2 * largest.area and _holds_centre(second, largest):
         return framed
     return first
+
+
+def _same_face_framed(first: list[DetectedFace], framed: list[DetectedFace]) -> list[DetectedFace]:
+    """The framed pass's faces where its largest is the first pass's largest face (IoU >= 0.5)."""
+    largest, second = max(first, key=_area), max(framed, key=_area, default=None)
+    if second is not None and _iou(largest, second) >= 0.5:
+        return framed
+    return first
+
+
+def _iou(a: DetectedFace, b: DetectedFace) -> float:
+    x1, y1 = max(a.box[0], b.box[0]), max(a.box[1], b.box[1])
+    x2, y2 = min(a.box[2], b.box[2]), min(a.box[3], b.box[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter / max(a.area + b.area - inter, 1e-9)
 
 
 def _scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:

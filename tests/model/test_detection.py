@@ -253,3 +253,20 @@ def test_mirrored_landmarks_are_mirrored_back_about_the_crop_s_centre():
     np.testing.assert_allclose(y[:, 0], y[:, 1], atol=1e-4)
     np.testing.assert_allclose(y[:, 3], y[:, 4], atol=1e-4)
     assert not np.allclose(averaged, own, atol=0.5)  # O-Net's own answer for this crop is not symmetric
+
+
+def test_a_face_filling_the_frame_is_found_again_with_room_around_it(lfw_image):
+    """A tight crop (the face covers ~60 % of it) gets the framed pass's face, the same face placed
+    anew; an ordinary photo (the face covers ~20 %) is left as the first pass found it."""
+    reframing = FaceDetector(DetectorConfig(reframe_coverage=0.4), device="cpu", threads=1)
+    as_found = FaceDetector(DetectorConfig(reframe_coverage=0.0), device="cpu", threads=1)
+    for key in KEYS:
+        image = read_image(lfw_image(key))
+        [kept], [found] = reframing.detect(image), as_found.detect(image)
+        assert kept.box == found.box and np.array_equal(kept.landmarks, found.landmarks)
+        tight = align(image, as_found.detect(image)[0].landmarks, template(112), 112)
+        [first], [again] = as_found.detect(tight), reframing.detect(tight)
+        assert first.area > 0.4 * 112 * 112
+        assert not np.array_equal(again.landmarks, first.landmarks)
+        assert detection._iou(again, first) >= 0.5
+        assert np.abs(again.landmarks - first.landmarks).max() < 0.15 * 112
