@@ -46,6 +46,7 @@ SECTIONS = (
     "equalise",
     "mirror_landmarks",
     "model_choice",
+    "reframe",
     "parts",
     "ab-issue16",
     "db_contention",

