@@ -21,6 +21,7 @@ SECTIONS = (
     "load",
     "ab-2core",
     "ab-2core-now",
+    "ab-2core-default",
     "ab-batched-detection",
     "ab-together",
     "overload",
