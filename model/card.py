@@ -152,6 +152,11 @@ class DataSpec(_Section):
     train_note: str | None = None
     calibration_folds: list[int] = Field(description="folds whose people calibrated the thresholds")
     test_folds: list[int] = Field(description="folds held out for testing")
+    selection_folds: list[int] = Field(
+        default_factory=list,
+        description="test folds on which settings around the network (detector, model variant) were chosen: "
+        "figures over them are slightly optimistic; fold 10 and CFP never chose anything",
+    )
     train: Count
     calibration: Count
     test: Count

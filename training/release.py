@@ -103,6 +103,7 @@ def release(
             else "not trained by facever on LFW: the weights are used as imported",
             calibration_folds=config.data.calibration_folds,
             test_folds=config.data.test_folds,
+            selection_folds=config.data.selection_folds,
             **{**split.describe(), **({} if trained else {"train": {"people": 0, "images": 0}})},
         ),
         training=TrainingRecord.model_validate(training),

@@ -17,6 +17,10 @@ def test_the_shipped_cards_load_and_save_back_byte_for_byte(name, tmp_path):
     shipped = MODELS / name / CARD_FILE
     card = ModelCard.load(shipped.parent)
     assert 10 in card.data.test_folds and card.data.calibration_folds == card.calibration.folds == [9]
+    # the folds that chose the detector's settings and the model variant are named, and fold 10 is none
+    assert card.data.selection_folds == [1, 2, 3, 4] and set(card.data.selection_folds) < set(
+        card.data.test_folds
+    )
     card.save(tmp_path)
     assert (tmp_path / CARD_FILE).read_text() == shipped.read_text()
 
