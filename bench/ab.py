@@ -36,7 +36,7 @@ def main() -> None:
     for round_index in range(1 if args.smoke else args.rounds):
         for version in (args.old_name, "new"):
             with tempfile.TemporaryDirectory() as workdir:
-                model = args.old_model or args.model if version != "new" else args.model
+                model = args.model if version == "new" else (args.old_model or args.model)
                 server = start_server(model, Path(workdir))
                 if version != "new":
                     server.env["PYTHONPATH"] = args.old_path

@@ -67,8 +67,8 @@ def compare(
         calibration, selection = calibration[::40], selection[::80]
     same9 = np.array([p.same for p in calibration])
     thresholds = {}
+    keys9 = {k: lfw.path(k) for p in calibration for k in (p.first, p.second)}
     for name, pipeline in pipelines.items():
-        keys9 = {k: lfw.path(k) for p in calibration for k in (p.first, p.second)}
         s = scores(
             embeddings(pipeline, keys9, cache / f"{name}-lfw-fold-9-v{VERSION}.npz", name), calibration
         )

@@ -149,8 +149,11 @@ class FaceDetector:
             raise ValueError(f"expected an HxWx3 (or HxW) uint8 image, got {image.dtype} {image.shape}")
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
-        height, width = image.shape[:2]
-        picture = Image.fromarray(image)
+        return self._within_max_side(Image.fromarray(image))
+
+    def _within_max_side(self, picture: Image.Image) -> tuple[Image.Image, float]:
+        """``picture`` reduced to max_side (area averaging) where it is larger, and the factor."""
+        width, height = picture.size
         shrink = min(1.0, self.config.max_side / max(height, width))
         if shrink < 1.0:
             # max(1, ...): a very long, thin image must not shrink to zero pixels.
@@ -164,16 +167,16 @@ class FaceDetector:
         found = self._cascade(pictures, self.config.thresholds)
         if self.config.retry_margin <= 0:
             return found
-        again = [
-            i
-            for i, faces in enumerate(found)
-            if not faces or self._maybe_a_part(pictures[i], faces) or self._fills_frame(pictures[i], faces)
-        ]
-        for i, framed in zip(again, self._framed_passes([pictures[i] for i in again]), strict=True):
-            if found[i] and self._fills_frame(pictures[i], found[i]):
-                found[i] = _same_face_framed(found[i], framed)
-            else:
-                found[i] = _whole_face(found[i], framed)
+        # Per image that needs the framed pass: how its faces and the framed pass's are reconciled.
+        again = {}
+        for i, faces in enumerate(found):
+            if faces and self._fills_frame(pictures[i], faces):
+                again[i] = _same_face_framed
+            elif not faces or self._maybe_a_part(pictures[i], faces):
+                again[i] = _whole_face
+        framed_faces = self._framed_passes([pictures[i] for i in again])
+        for (i, reconcile), framed in zip(again.items(), framed_faces, strict=True):
+            found[i] = reconcile(found[i], framed)
         return found
 
     def _fills_frame(self, picture: Image.Image, faces: list[DetectedFace]) -> bool:
@@ -192,13 +195,7 @@ class FaceDetector:
         framed, placements = [], []
         for original in pictures:
             margin = max(1, round(self.config.retry_margin * max(original.size)))
-            picture = Image.fromarray(_frame(np.asarray(original), margin))
-            shrink = min(1.0, self.config.max_side / max(picture.size))
-            if shrink < 1.0:
-                w, h = picture.size
-                picture = picture.resize(
-                    (max(1, round(w * shrink)), max(1, round(h * shrink))), Image.Resampling.BOX
-                )
+            picture, shrink = self._within_max_side(Image.fromarray(_frame(np.asarray(original), margin)))
             framed.append(picture)
             placements.append((shrink, margin))
         found = self._cascade(framed, self.config.retry_thresholds)
@@ -318,9 +315,10 @@ class FaceDetector:
         boxes = [np.fix(candidates) for candidates in boxes]
         crops = self._crop_batch(pictures, boxes, 48)
         regressions, points, probabilities = self._run_split(self._onet, "input_3", crops, boxes)
-        chosen, starts = [], np.cumsum([0] + [len(candidates) for candidates in boxes])
+        # Each image's first row in ``crops``.
+        chosen, starts = [], np.cumsum([0] + [len(candidates) for candidates in boxes[:-1]])
         for candidates, offsets, landmarks, probability, start in zip(
-            boxes, regressions, points, probabilities, starts, strict=False
+            boxes, regressions, points, probabilities, starts, strict=True
         ):
             keep = np.flatnonzero(probability[:, 1] > threshold)
             final = np.column_stack([_regress(candidates[keep, :4], offsets[keep]), probability[keep, 1]])
