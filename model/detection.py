@@ -28,7 +28,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from facever.model.onnx_session import create_session, pad_to_bucket, run_batch, runs_on_gpu
-from facever.model.resize import area_resize
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
@@ -51,11 +50,6 @@ class DetectorConfig:
     max_side: int = 800  # larger images are downscaled to this for detection
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     scale_factor: float = 0.709
-    # IoU above which P-Net's weaker overlapping candidates (all pyramid levels together) are dropped
-    # before R-Net: 0.7 in the paper. 0.5 sends R-Net a quarter fewer candidates, but on LFW folds 1-4
-    # accuracy fell 98.29 -> 98.04 % as photographed (tight 98.25 -> 98.12, relit 96.66 -> 96.75;
-    # bench/results/resampling-opencv-equalisation.json): left at 0.7.
-    propose_nms: float = 0.7
     # IoU above which R-Net's weaker overlapping candidates are dropped: 0.7 in the paper;
     # 0.5 halves the O-Net work with the same recall on LFW.
     refine_nms: float = 0.5
@@ -130,6 +124,8 @@ class FaceDetector:
         """``detect`` for several images at once: each network runs once per stage (P-Net once per
         pyramid level and image shape, or canvas) for all of them. On the CPU the faces are exactly
         those ``detect`` finds in each image alone."""
+        # PIL images from here on: converting between arrays and PIL images costs as much as a third
+        # of the resizing itself (a 250x250 photo's array costs 0.3 ms).
         shrunk = [self._working_copy(image) for image in images]
         pictures = [picture for picture, _ in shrunk]
         if self.config.equalize:
@@ -147,25 +143,25 @@ class FaceDetector:
             results.append(moved)
         return results
 
-    def _working_copy(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+    def _working_copy(self, image: np.ndarray) -> tuple[Image.Image, float]:
         """The RGB image the cascade sees (reduced to max_side) and the factor it was reduced by."""
         if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
             raise ValueError(f"expected an HxWx3 (or HxW) uint8 image, got {image.dtype} {image.shape}")
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
-        return self._within_max_side(np.ascontiguousarray(image))
+        return self._within_max_side(Image.fromarray(image))
 
-    def _within_max_side(self, picture: np.ndarray) -> tuple[np.ndarray, float]:
+    def _within_max_side(self, picture: Image.Image) -> tuple[Image.Image, float]:
         """``picture`` reduced to max_side (area averaging) where it is larger, and the factor."""
-        height, width = picture.shape[:2]
+        width, height = picture.size
         shrink = min(1.0, self.config.max_side / max(height, width))
         if shrink < 1.0:
             # max(1, ...): a very long, thin image must not shrink to zero pixels.
             size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
-            picture = area_resize(picture, size)
+            picture = picture.resize(size, Image.Resampling.BOX)
         return picture, shrink
 
-    def _passes(self, pictures: list[np.ndarray]) -> list[list[DetectedFace]]:
+    def _passes(self, pictures: list[Image.Image]) -> list[list[DetectedFace]]:
         """Per image: the first pass, then the framed second pass where the first finds nothing or
         maybe only a face part."""
         found = self._cascade(pictures, self.config.thresholds)
@@ -183,23 +179,23 @@ class FaceDetector:
             found[i] = reconcile(found[i], framed)
         return found
 
-    def _fills_frame(self, picture: np.ndarray, faces: list[DetectedFace]) -> bool:
-        height, width = picture.shape[:2]
+    def _fills_frame(self, picture: Image.Image, faces: list[DetectedFace]) -> bool:
+        width, height = picture.size
         coverage = self.config.reframe_coverage
         return coverage > 0 and max(face.area for face in faces) > coverage * height * width
 
-    def _maybe_a_part(self, picture: np.ndarray, faces: list[DetectedFace]) -> bool:
-        height, width = picture.shape[:2]
+    def _maybe_a_part(self, picture: Image.Image, faces: list[DetectedFace]) -> bool:
+        width, height = picture.size
         if max(height, width) > self.config.part_check_max_side:
             return False
         return max(face.area for face in faces) < self.config.part_check_coverage * height * width
 
-    def _framed_passes(self, pictures: list[np.ndarray]) -> list[list[DetectedFace]]:
+    def _framed_passes(self, pictures: list[Image.Image]) -> list[list[DetectedFace]]:
         """The cascade on each image inside a margin of its mean colour, with the retry thresholds."""
         framed, placements = [], []
         for original in pictures:
-            margin = max(1, round(self.config.retry_margin * max(original.shape[:2])))
-            picture, shrink = self._within_max_side(_frame(original, margin))
+            margin = max(1, round(self.config.retry_margin * max(original.size)))
+            picture, shrink = self._within_max_side(Image.fromarray(_frame(np.asarray(original), margin)))
             framed.append(picture)
             placements.append((shrink, margin))
         found = self._cascade(framed, self.config.retry_thresholds)
@@ -209,7 +205,7 @@ class FaceDetector:
         ]
 
     def _cascade(
-        self, pictures: list[np.ndarray], thresholds: tuple[float, float, float]
+        self, pictures: list[Image.Image], thresholds: tuple[float, float, float]
     ) -> list[list[DetectedFace]]:
         """The three stages on RGB images, each face in its own image's pixels."""
         if not pictures:
@@ -231,18 +227,18 @@ class FaceDetector:
 
     # -- the three stages, each run once for every image ------------------------------------------
 
-    def _propose(self, pictures: list[np.ndarray], threshold: float) -> list[np.ndarray]:
+    def _propose(self, pictures: list[Image.Image], threshold: float) -> list[np.ndarray]:
         """P-Net over each image's pyramid -> per image, candidate squares (N, 5): x1, y1, x2, y2, score.
         The pyramid's scales are the same for every image (they start from the smallest face); at each
         level the images of one input shape go through P-Net together."""
         levels: list[list[np.ndarray]] = [[] for _ in pictures]
         scale = 12.0 / self.config.min_face_size
-        smallest = [min(picture.shape[:2]) * scale for picture in pictures]
+        smallest = [min(picture.size) * scale for picture in pictures]
         while True:
             todo = [i for i, side in enumerate(smallest) if side >= 12]
             if not todo:
                 break
-            scaled = {i: area_resize(pictures[i], _scaled_size(pictures[i].shape, scale)) for i in todo}
+            scaled = {i: _resize(pictures[i], _scaled_size(pictures[i].size, scale)) for i in todo}
             groups: dict[tuple[int, int], list[int]] = {}
             for i in todo:
                 groups.setdefault(self._pnet_shape(scaled[i], scale), []).append(i)
@@ -260,7 +256,7 @@ class FaceDetector:
                 proposals.append(np.empty((0, 5), np.float32))
                 continue
             boxes = np.concatenate(found)
-            boxes = boxes[_nms(boxes, self.config.propose_nms)]
+            boxes = boxes[_nms(boxes, 0.7)]
             boxes = np.column_stack([_regress(boxes[:, :4], boxes[:, 5:9]), boxes[:, 4]])
             proposals.append(_square(boxes))
         return proposals
@@ -295,7 +291,7 @@ class FaceDetector:
         return heats
 
     def _refine(
-        self, pictures: list[np.ndarray], boxes: list[np.ndarray], threshold: float
+        self, pictures: list[Image.Image], boxes: list[np.ndarray], threshold: float
     ) -> list[np.ndarray]:
         """R-Net: reject most candidates and tighten the rest."""
         regressions, probabilities = self._run_on_crops(self._rnet, "input_2", pictures, boxes, 24)
@@ -313,7 +309,7 @@ class FaceDetector:
         return refined
 
     def _output(
-        self, pictures: list[np.ndarray], boxes: list[np.ndarray], threshold: float
+        self, pictures: list[Image.Image], boxes: list[np.ndarray], threshold: float
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """O-Net: per image, final boxes and the five landmarks (N, 10: x1..x5, y1..y5)."""
         boxes = [np.fix(candidates) for candidates in boxes]
@@ -357,13 +353,13 @@ class FaceDetector:
         return averaged
 
     def _run_on_crops(
-        self, session, name: str, pictures: list[np.ndarray], boxes: list[np.ndarray], size: int
+        self, session, name: str, pictures: list[Image.Image], boxes: list[np.ndarray], size: int
     ) -> list[list[np.ndarray]]:
         """``session`` on the crops of every image's boxes in one run -> per output, per image, its rows."""
         return self._run_split(session, name, self._crop_batch(pictures, boxes, size), boxes)
 
     @staticmethod
-    def _crop_batch(pictures: list[np.ndarray], boxes: list[np.ndarray], size: int) -> np.ndarray:
+    def _crop_batch(pictures: list[Image.Image], boxes: list[np.ndarray], size: int) -> np.ndarray:
         """The network input for every image's boxes, image after image."""
         if not sum(len(candidates) for candidates in boxes):
             return np.empty((0, size, size, 3), np.float32)
@@ -430,8 +426,8 @@ def _iou(a: DetectedFace, b: DetectedFace) -> float:
     return inter / max(a.area + b.area - inter, 1e-9)
 
 
-def _scaled_size(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
-    height, width = shape[:2]
+def _scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    width, height = size
     return int(np.ceil(width * scale)), int(np.ceil(height * scale))
 
 
@@ -496,22 +492,17 @@ def _holds_centre(outer: DetectedFace, inner: DetectedFace) -> bool:
 
 def _network_input(rgb: np.ndarray) -> np.ndarray:
     """(N, W, H, 3) uint8 RGB -> float32 scaled to [-1, 1], as MTCNN expects."""
-    # Contiguous: onnxruntime copies a strided (transposed) input element by element, slowly.
-    return (np.ascontiguousarray(rgb).astype(np.float32) - 127.5) * 0.0078125
+    return (rgb.astype(np.float32) - 127.5) * 0.0078125
 
 
 def equalized_luminance(image: np.ndarray) -> np.ndarray:
     """``image`` with the histogram of its luminance (Y of YCbCr) equalised; colour kept."""
-    return _equalized(np.ascontiguousarray(image))
+    return np.asarray(_equalized(Image.fromarray(image)))
 
 
-def _equalized(image: np.ndarray) -> np.ndarray:
-    # Pillow's equalisation, not OpenCV's: OpenCV's equalizeHist maps levels by the stretched
-    # cumulative histogram, and even with Pillow's table its YCrCb conversion rounds luma differently
-    # by one level here and there, which the table can turn into a large step. MTCNN placed landmarks
-    # worse on either (LFW folds 1-4: AUC 0.9975 -> 0.9953 and 0.9968, bench/resampling.py).
-    y, cb, cr = Image.fromarray(image).convert("YCbCr").split()
-    return np.asarray(Image.merge("YCbCr", (ImageOps.equalize(y), cb, cr)).convert("RGB"))
+def _equalized(picture: Image.Image) -> Image.Image:
+    y, cb, cr = picture.convert("YCbCr").split()
+    return Image.merge("YCbCr", (ImageOps.equalize(y), cb, cr)).convert("RGB")
 
 
 def _frame(image: np.ndarray, margin: int) -> np.ndarray:
@@ -551,44 +542,44 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+def _resize(picture: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Area-averaging resize of an image to (width, height), as an array."""
+    return np.asarray(picture.resize(size, Image.Resampling.BOX))
+
+
+def _crops(picture: Image.Image, boxes: np.ndarray, size: int) -> np.ndarray:
     """Square crops of ``boxes`` (black outside the image) at size x size, transposed, as network input."""
-    height, width = image.shape[:2]
-    out = np.zeros((len(boxes), size, size, 3), np.uint8)
+    # The crops side by side in one image, turned into an array once (an array per crop costs more
+    # than its resizing).
+    strip = Image.new("RGB", (size * len(boxes), size))
     for i, (x1, y1, x2, y2) in enumerate(np.fix(boxes[:, :4]).astype(int)):
         if x2 < x1 or y2 < y1:
             continue
-        top, left, bottom, right = max(y1, 0), max(x1, 0), min(y2 + 1, height), min(x2 + 1, width)
-        crop = image[top:bottom, left:right]
-        if (top, left, bottom, right) != (y1, x1, y2 + 1, x2 + 1):  # black where the box leaves the image
-            crop = np.zeros((y2 - y1 + 1, x2 - x1 + 1, 3), np.uint8)
-            if bottom > top and right > left:
-                crop[top - y1 : bottom - y1, left - x1 : right - x1] = image[top:bottom, left:right]
-        out[i] = area_resize(crop, (size, size))
-    return _network_input(out.transpose(0, 2, 1, 3))
+        # PIL fills the part of a crop outside the image with zeros.
+        strip.paste(
+            picture.crop((x1, y1, x2 + 1, y2 + 1)).resize((size, size), Image.Resampling.BOX), (size * i, 0)
+        )
+    out = np.asarray(strip).reshape(size, len(boxes), size, 3)  # (y, crop, x, channel)
+    return _network_input(out.transpose(1, 2, 0, 3))
 
 
 def _nms(boxes: np.ndarray, threshold: float, by_min: bool = False) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression on (x1, y1, x2, y2, score, ...) rows: best score
-    first, each box kept unless it overlaps a kept one by more than ``threshold``."""
+    """Indices kept by greedy non-maximum suppression on (x1, y1, x2, y2, score, ...) rows."""
     if not len(boxes):
         return np.empty(0, dtype=int)
-    order = np.argsort(boxes[:, 4])[::-1]
-    x1, y1, x2, y2 = (boxes[order, k] for k in range(4))
+    x1, y1, x2, y2, scores = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
     areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    # Every pair's overlap at once (the candidates of a photo are at most a few hundred).
-    inter_w = np.maximum(0.0, np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1) + 1)
-    inter_h = np.maximum(0.0, np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1) + 1)
-    inter = inter_w * inter_h
-    if by_min:
-        overlap = inter / np.minimum(areas[:, None], areas)
-    else:
-        overlap = inter / (areas[:, None] + areas - inter)
-    suppressed = overlap > threshold
+    order = np.argsort(scores)[::-1]
     keep = []
-    alive = np.ones(len(order), bool)
-    for i in range(len(order)):
-        if alive[i]:
-            keep.append(i)
-            alive &= ~suppressed[i]
-    return order[np.array(keep, dtype=int)]
+    while len(order):
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        inter_w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
+        inter_h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
+        inter = inter_w * inter_h
+        if by_min:
+            overlap = inter / np.minimum(areas[best], areas[rest])
+        else:
+            overlap = inter / (areas[best] + areas[rest] - inter)
+        order = rest[overlap <= threshold]
+    return np.array(keep, dtype=int)

@@ -44,18 +44,16 @@ class Embedder:
             raise ValueError(f"expected (N, {self.size}, {self.size}, 3) crops, got {crops.shape}")
         if not len(crops):
             return np.empty((0, self.card.embedding_size), np.float32)
-        faces = len(crops)
-        if self.card.flip_test_time:
-            crops = np.concatenate([crops, crops[:, :, ::-1]])  # each crop and its mirror image
-        # Contiguous: onnxruntime copies a strided (transposed) input element by element, slowly.
         if self.card.input.channels == 1:
-            batch = np.ascontiguousarray(to_luma(crops)[:, None], dtype=np.float32)
+            batch = to_luma(crops)[:, None].astype(np.float32)
         else:
-            batch = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
+            batch = crops.transpose(0, 3, 1, 2).astype(np.float32)
+        if self.card.flip_test_time:
+            batch = np.concatenate([batch, batch[..., ::-1]])
         # On CUDA each new batch size costs a new plan: run in power-of-two sizes (pad_to_bucket).
         embeddings = run_batch(self.session, self._input, batch, pad=self.on_gpu)[0]
         if self.card.flip_test_time:
-            embeddings = embeddings[:faces] + embeddings[faces:]
+            embeddings = embeddings[: len(crops)] + embeddings[len(crops) :]
         return normalise(embeddings)
 
     def warm_up(self, max_batch: int) -> None:
