@@ -404,3 +404,17 @@ def test_gallery_backends(results_dir, lfw_root):
         assert size["rss"][backend]["rss_bytes"] > 0 and size["rss_empty"][backend]["templates"] == 0
     assert size["rss"]["memory"]["templates"] == size["rss"]["pgvector"]["templates"] == 3000
     assert size["load"]["hnsw_index_bytes"] > 0 and size["load"]["index_build_s"] > 0
+
+
+def test_stages(smoke):
+    payload = smoke("stages")
+    check_common(payload, "stages")
+    stages = payload["results"]["stages"]
+    parts = [s for s in stages if s != "whole image"]
+    assert all(stages[s]["n"] == stages["whole image"]["n"] > 0 for s in parts)
+    # The stages split the whole image between them: their means add up to its mean.
+    assert sum(stages[s]["mean_ms"] for s in parts) == pytest.approx(
+        stages["whole image"]["mean_ms"], rel=0.01
+    )
+    assert all(stages[s]["mean_ms"] > 0 for s in parts) and payload["results"]["networks_ms"] > 0
+    assert payload["results"]["candidate_crops_per_image"]["R-Net crops"] >= 1

@@ -1,0 +1,183 @@
+"""Where one core's time goes in a whole image (issue 16: a whole image >= 10x faster than dlib's
+pipeline): the median milliseconds of each stage of detection, the chip and the embedding, split into
+the networks' own runs (onnxruntime) and everything around them (Pillow, numpy, Python), on the LFW
+images bench/speed.py times, one core, one thread.
+
+The stages are timed by wrapping the detector's and the embedder's methods and sessions in this
+process (a few microseconds each); the whole image is timed as bench/speed.py times it (choose the
+face, cut its views, embed them). Also counted: how many candidate crops R-Net and O-Net see a photo.
+The networks' share is the floor that no work around them can lower.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+import common
+import numpy as np
+from speed import sample_keys
+
+import facever.model.detection as detection
+from facever.model.images import read_image
+from facever.model.runtime import FacePipeline
+from facever.training.evaluation.lfw import LFW
+
+PASSES = 3  # timed passes over the images; each stage's time is its median over images and passes
+
+
+class Stopwatch:
+    """Seconds spent in wrapped callables during the current image, by name; calls counted too."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, owner: object, attribute: str, name: str) -> None:
+        inner: Callable = getattr(owner, attribute)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+                self.calls[name] += 1
+
+        setattr(owner, attribute, timed)
+
+    def take(self) -> tuple[dict[str, float], dict[str, int]]:
+        seconds, calls = dict(self.seconds), dict(self.calls)
+        self.seconds.clear()
+        self.calls.clear()
+        return seconds, calls
+
+
+def crops_seen(session, watch: Stopwatch, name: str) -> None:
+    """Count the rows (candidate crops) each run of ``session`` gets, as ``watch``'s calls of ``name``."""
+    inner = session.run
+
+    def counted(output_names, feed, *args, **kwargs):
+        watch.calls[name] += len(next(iter(feed.values()))) - 1  # the wrapper around it counts one
+        return inner(output_names, feed, *args, **kwargs)
+
+    session.run = counted
+
+
+def main() -> None:
+    parser = common.parser(__doc__.splitlines()[0], "stages")
+    parser.add_argument("--images", type=int, help="LFW images (default 200, as bench/speed.py; smoke 4)")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    run = common.Run("stages", args)
+    lfw = LFW(args.data)
+    keys = sample_keys(args.data, args.images or (4 if args.smoke else 200))
+    images = [read_image(lfw.path(key)) for key in keys]
+    pipeline = FacePipeline(args.model, "cpu", 1, detection_device="cpu")
+    detector = pipeline.detector
+
+    watch = Stopwatch()
+    crops_seen(detector._rnet, watch, "R-Net crops")
+    crops_seen(detector._onet, watch, "O-Net crops")
+    for owner, attribute, name in (
+        (detector._pnet_session, "run", "P-Net network"),
+        (detector._rnet, "run", "R-Net crops"),
+        (detector._onet, "run", "O-Net crops"),
+        (detector, "_working_copy", "working copy"),
+        (detection, "_equalized", "equalised copy"),
+        (detector, "_propose", "P-Net stage"),
+        (detector, "_refine", "R-Net stage"),
+        (detector, "_output", "O-Net stage"),
+        (pipeline.embedder.session, "run", "embedding network"),
+    ):
+        watch.wrap(owner, attribute, name)
+
+    def whole(image: np.ndarray) -> float:
+        start = time.perf_counter()
+        face = pipeline.choose(image)
+        views = pipeline.views(image, face)
+        chosen = time.perf_counter()
+        pipeline.embed(views[None])
+        done = time.perf_counter()
+        watch.seconds["detection + chip"] += chosen - start
+        watch.seconds["embedding"] += done - chosen
+        return done - start
+
+    whole(images[0])  # warm-up
+    watch.take()
+    per_image: dict[str, list[float]] = defaultdict(list)
+    counts: dict[str, list[int]] = defaultdict(list)
+    for _ in range(PASSES):
+        for image in images:
+            total = whole(image)
+            seconds, calls = watch.take()
+            # The R-Net and O-Net session wrappers time the network alone; the stage wrappers all of it.
+            seconds["R-Net network"] = seconds.pop("R-Net crops", 0.0)
+            seconds["O-Net network"] = seconds.pop("O-Net crops", 0.0)
+            for stage, network in (
+                ("P-Net", "P-Net network"),
+                ("R-Net", "R-Net network"),
+                ("O-Net", "O-Net network"),
+            ):
+                seconds[f"{stage} around the network"] = seconds.pop(f"{stage} stage", 0.0) - seconds[network]
+            seconds["chip (views)"] = (
+                seconds["detection + chip"]
+                - sum(seconds[s] for s in seconds if s.startswith(("P-Net", "R-Net", "O-Net")))
+                - seconds["working copy"]
+                - seconds["equalised copy"]
+            )
+            seconds["embedding around the network"] = seconds["embedding"] - seconds["embedding network"]
+            seconds["whole image"] = total
+            for stage, value in seconds.items():
+                per_image[stage].append(value)
+            for name in ("R-Net crops", "O-Net crops"):
+                counts[name].append(calls.get(name, 0))
+
+    order = [
+        "working copy",
+        "equalised copy",
+        "P-Net network",
+        "P-Net around the network",
+        "R-Net network",
+        "R-Net around the network",
+        "O-Net network",
+        "O-Net around the network",
+        "chip (views)",
+        "embedding network",
+        "embedding around the network",
+        "whole image",
+    ]
+    stats = {stage: common.latency_stats(per_image[stage]) for stage in order}
+    medians = {stage: stats[stage]["median_ms"] for stage in order}
+    networks = sum(medians[f"{net} network"] for net in ("P-Net", "R-Net", "O-Net", "embedding"))
+    mean_total = float(np.mean(per_image["whole image"])) * 1000
+    rows = [
+        [
+            stage,
+            f"{medians[stage]:.2f}",
+            f"{1000 * np.mean(per_image[stage]):.2f}",
+            f"{100 * 1000 * np.mean(per_image[stage]) / mean_total:.0f} %",
+        ]
+        for stage in order
+    ]
+    rows.append(["the four networks together (sum of medians)", f"{networks:.2f}", "", ""])
+    results = {
+        "images": len(images),
+        "passes": PASSES,
+        "stages": stats,
+        "networks_ms": networks,
+        "candidate_crops_per_image": {name: float(np.mean(c)) for name, c in counts.items()},
+    }
+    crops = ", ".join(f"{name} {np.mean(c):.1f}" for name, c in counts.items())
+    tables = {
+        f"One core, {len(images)} LFW images x {PASSES}: milliseconds a photo ({crops} a photo)": (
+            common.markdown_table(["stage", "median ms", "mean ms", "share of the mean whole image"], rows)
+        )
+    }
+    run.finish({"model": common.model_info(args.model), "images": len(images)}, results, tables)
+
+
+if __name__ == "__main__":
+    main()
