@@ -241,6 +241,26 @@ def operating_points_table(systems: list[tuple[str, dict]]) -> str:
     return common.markdown_table(headers, body)
 
 
+def score_spread_table(systems: list[tuple[str, str, dict]]) -> str:
+    """Where each system's scores lie on CFP-FF all-vs-all (system, its score, report): what a score
+    means for it. dlib's score is minus the Euclidean distance."""
+    headers = ["system", "score", "same person: mean / lowest", "different people: mean / lowest / highest"]
+    body = []
+    for system, score, report in systems:
+        spread = (report.get("all_vs_all") or {}).get("scores")
+        if spread:
+            genuine, impostor = spread["genuine"], spread["impostor"]
+            body.append(
+                [
+                    system,
+                    score,
+                    f"{genuine['mean']:.3f} / {genuine['min']:.3f}",
+                    f"{impostor['mean']:.3f} / {impostor['min']:.3f} / {impostor['max']:.3f}",
+                ]
+            )
+    return common.markdown_table(headers, body)
+
+
 def main() -> None:
     parser = common.parser(__doc__.splitlines()[0], "accuracy")
     parser.add_argument("--cfp", type=Path, default=common.REPO.parent / "shared" / "data" / "cfp")
@@ -311,6 +331,10 @@ def main() -> None:
         "Verification accuracy, facever and dlib on the same pairs": table(rows),
         "Operating points: the false accept rate each threshold really gives on CFP-FF (all-vs-all)": (
             operating_points_table(operating)
+        ),
+        "Where the scores lie on CFP-FF (all-vs-all)": score_spread_table(
+            [(label, "cosine similarity", report) for label, report in operating[:-1]]
+            + [(dlib_label, "minus the distance", dlib["cfp_ff"])]
         ),
     }
     run.finish(config, results, tables)

@@ -75,6 +75,7 @@ def test_accuracy(smoke):
         assert reports["cfp_ff"]["folds"] == reports["cfp_fp"]["folds"] == list(range(1, 11))
         every = reports["cfp_ff"]["all_vs_all"]
         assert every["impostor_pairs"] > 0 and every["at_card_thresholds"]
+        assert every["scores"]["impostor"]["mean"] < every["scores"]["genuine"]["mean"]
     assert results["dlib"]["lfw_all_folds"]["folds"] == list(range(1, 11))
     # same pairs for every system
     pair_counts = {(name, r[name]["n_pairs"]) for r in systems for name in ("lfw_fold10", "cfp_ff", "cfp_fp")}

@@ -319,6 +319,12 @@ def all_vs_all(
         for name, value in thresholds.items()
         if value is not None
     }
+    # Where the scores lie, so that a reader can tell what a score means for this model.
+    result["scores"] = {
+        kind: {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
+        for kind, values in (("genuine", genuine), ("impostor", impostors))
+        if len(values)
+    }
     return result
 
 
@@ -445,6 +451,10 @@ def format_report(report: dict) -> str:
             lines.append(
                 f"  card threshold {label:<13} {point['threshold']:.4f}: "
                 f"FAR {point['far']:.2e}, TAR {point['tar']:.4f}"
+            )
+        for kind, spread in every.get("scores", {}).items():
+            lines.append(
+                f"  {kind} scores: mean {spread['mean']:.4f}, from {spread['min']:.4f} to {spread['max']:.4f}"
             )
     if report["seen_folds_included"]:
         lines.append(

@@ -41,6 +41,13 @@ def test_all_vs_all_reports_the_far_each_threshold_gives():
     assert result["at_card_thresholds"]["loose"]["far"] == 1.0
     assert result["at_card_thresholds"]["strict"] == {"threshold": 1.01, "far": 0.0, "tar": 0.0}
     assert 0.9 < result["tar_at_far"]["1e-3"] <= 1.0
+    scores = vectors @ vectors.T
+    same = people[:, None] == people[None, :]
+    pairs = np.triu(np.ones_like(same), 1).astype(bool)
+    genuine, impostor = result["scores"]["genuine"], result["scores"]["impostor"]
+    assert genuine["mean"] == pytest.approx(scores[same & pairs].mean())
+    assert impostor["max"] == pytest.approx(scores[~same & pairs].max())
+    assert impostor["min"] < impostor["mean"] < genuine["mean"] <= genuine["max"] <= 1.0 + 1e-6
 
 
 def test_cfp_protocols_have_ten_identity_disjoint_folds(cfp_root):
