@@ -333,7 +333,7 @@ def main() -> None:
             operating_points_table(operating)
         ),
         "Where the scores lie on CFP-FF (all-vs-all)": score_spread_table(
-            [(label, "cosine similarity", report) for label, report in operating[:-1]]
+            [(label, "cosine similarity", reports["cfp_ff"]) for label, reports in results["facever"].items()]
             + [(dlib_label, "minus the distance", dlib["cfp_ff"])]
         ),
     }

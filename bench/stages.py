@@ -56,11 +56,11 @@ class Stopwatch:
 
 
 def crops_seen(session, watch: Stopwatch, name: str) -> None:
-    """Count the rows (candidate crops) each run of ``session`` gets, as ``watch``'s calls of ``name``."""
+    """Count the rows (candidate crops) each run of ``session`` gets, under ``name`` in ``watch.calls``."""
     inner = session.run
 
     def counted(output_names, feed, *args, **kwargs):
-        watch.calls[name] += len(next(iter(feed.values()))) - 1  # the wrapper around it counts one
+        watch.calls[name] += len(next(iter(feed.values())))
         return inner(output_names, feed, *args, **kwargs)
 
     session.run = counted
@@ -83,8 +83,8 @@ def main() -> None:
     crops_seen(detector._onet, watch, "O-Net crops")
     for owner, attribute, name in (
         (detector._pnet_session, "run", "P-Net network"),
-        (detector._rnet, "run", "R-Net crops"),
-        (detector._onet, "run", "O-Net crops"),
+        (detector._rnet, "run", "R-Net network"),
+        (detector._onet, "run", "O-Net network"),
         (detector, "_working_copy", "working copy"),
         (detection, "_equalized", "equalised copy"),
         (detector, "_propose", "P-Net stage"),
@@ -113,9 +113,7 @@ def main() -> None:
         for image in images:
             total = whole(image)
             seconds, calls = watch.take()
-            # The R-Net and O-Net session wrappers time the network alone; the stage wrappers all of it.
-            seconds["R-Net network"] = seconds.pop("R-Net crops", 0.0)
-            seconds["O-Net network"] = seconds.pop("O-Net crops", 0.0)
+            # The session wrappers time each network alone; the stage wrappers all of its stage.
             for stage, network in (
                 ("P-Net", "P-Net network"),
                 ("R-Net", "R-Net network"),
