@@ -36,20 +36,17 @@ def template(size: int, pad: int = 0, zoom: float = 1.0) -> np.ndarray:
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least-squares rotation + uniform scale + translation taking ``source`` points onto ``target``
-    (Umeyama 1991). Returns the 2x3 matrix taking source pixel coordinates to target ones."""
+    (Umeyama 1991; in 2-D its closed form, no reflection). Returns the 2x3 matrix taking source pixel
+    coordinates to target ones."""
     source = np.asarray(source, np.float64)
     target = np.asarray(target, np.float64)
     source_mean, target_mean = source.mean(0), target.mean(0)
-    source_c, target_c = source - source_mean, target - target_mean
-    covariance = target_c.T @ source_c / len(source)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1  # a reflection is never a valid face alignment
-    rotation = u @ np.diag(sign) @ vt
-    scale = (singular * sign).sum() / source_c.var(0).sum()
-    translation = target_mean - scale * rotation @ source_mean
-    return np.hstack([scale * rotation, translation[:, None]])
+    (sx, sy), (tx, ty) = (source - source_mean).T, (target - target_mean).T
+    spread = sx @ sx + sy @ sy
+    # scale * cos and scale * sin of the rotation
+    a, b = (sx @ tx + sy @ ty) / spread, (sx @ ty - sy @ tx) / spread
+    linear = np.array([[a, -b], [b, a]])
+    return np.hstack([linear, (target_mean - linear @ source_mean)[:, None]])
 
 
 def align(image: np.ndarray, landmarks: np.ndarray, points: np.ndarray, side: int) -> np.ndarray:

@@ -563,23 +563,34 @@ def _crops(picture: Image.Image, boxes: np.ndarray, size: int) -> np.ndarray:
     return _network_input(out.transpose(1, 2, 0, 3))
 
 
+# Up to this many boxes, non-maximum suppression computes every pair's overlap at once (a loop of numpy
+# calls on the remaining boxes costs more); beyond it, one row a kept box, so memory stays linear.
+NMS_ALL_PAIRS = 512
+
+
 def _nms(boxes: np.ndarray, threshold: float, by_min: bool = False) -> np.ndarray:
     """Indices kept by greedy non-maximum suppression on (x1, y1, x2, y2, score, ...) rows."""
     if not len(boxes):
         return np.empty(0, dtype=int)
     x1, y1, x2, y2, scores = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
     areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(scores)[::-1]
-    keep = []
-    while len(order):
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        inter_w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
-        inter_h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
+
+    def overlaps(rows: np.ndarray) -> np.ndarray:
+        """(len(rows), N): each row's box's overlap with every box; "not <=" so that an overlap
+        that is not a number suppresses too."""
+        r = rows[:, None]
+        inter_w = np.maximum(0.0, np.minimum(x2[r], x2) - np.maximum(x1[r], x1) + 1)
+        inter_h = np.maximum(0.0, np.minimum(y2[r], y2) - np.maximum(y1[r], y1) + 1)
         inter = inter_w * inter_h
-        if by_min:
-            overlap = inter / np.minimum(areas[best], areas[rest])
-        else:
-            overlap = inter / (areas[best] + areas[rest] - inter)
-        order = rest[overlap <= threshold]
+        within = np.minimum(areas[r], areas) if by_min else areas[r] + areas - inter
+        return ~(inter / within <= threshold)
+
+    all_pairs = overlaps(np.arange(len(boxes))) if len(boxes) <= NMS_ALL_PAIRS else None
+    dropped = np.zeros(len(boxes), bool)
+    keep = []
+    for best in np.argsort(scores)[::-1].tolist():
+        if dropped[best]:
+            continue
+        keep.append(best)
+        dropped |= all_pairs[best] if all_pairs is not None else overlaps(np.array([best]))[0]
     return np.array(keep, dtype=int)

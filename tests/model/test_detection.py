@@ -270,3 +270,31 @@ def test_a_face_filling_the_frame_is_found_again_with_room_around_it(lfw_image):
         assert not np.array_equal(again.landmarks, first.landmarks)
         assert detection._iou(again, first) >= 0.5
         assert np.abs(again.landmarks - first.landmarks).max() < 0.15 * 112
+
+
+def _nms_one_box_at_a_time(boxes, threshold, by_min=False):
+    """Greedy non-maximum suppression as MTCNN's reference code writes it."""
+    x1, y1, x2, y2, scores = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order, keep = np.argsort(scores)[::-1], []
+    while len(order):
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
+        union = np.minimum(areas[best], areas[rest]) if by_min else areas[best] + areas[rest] - w * h
+        order = rest[w * h / union <= threshold]
+    return keep
+
+
+@pytest.mark.parametrize("count", [1, 40, detection.NMS_ALL_PAIRS + 100])
+@pytest.mark.parametrize("by_min", [False, True])
+def test_nms_keeps_what_suppressing_one_box_at_a_time_keeps(count, by_min):
+    # Clustered boxes, so that many overlap; beyond NMS_ALL_PAIRS the overlaps are computed a row at a time.
+    rng = np.random.default_rng(count)
+    corners = rng.uniform(0, 200, (count, 2)) // 4 * 4
+    sides = rng.uniform(10, 60, (count, 1)) // 2 * 2
+    boxes = np.column_stack([corners, corners + sides, rng.uniform(0.6, 1.0, count)])
+    kept = detection._nms(boxes, 0.5, by_min)
+    assert kept.tolist() == _nms_one_box_at_a_time(boxes, 0.5, by_min)
+    assert 0 < len(kept) <= count
