@@ -46,8 +46,8 @@ _THRESHOLD = Field(
 )
 _POLICY = Field(
     None,
-    description="several faces in an image: 'largest' uses the largest, 'single' rejects the image "
-    "(default: the service's FACEVER_MULTI_FACE_POLICY)",
+    description="several faces in an image: 'largest' uses the largest (by the part of its box inside the "
+    "image), 'single' rejects the image (default: the service's FACEVER_MULTI_FACE_POLICY)",
 )
 _BASE64 = "the image file (JPEG, PNG, WebP, BMP, TIFF, GIF), base64-encoded; a data: URL prefix is accepted"
 # The start of a JPEG file: valid base64 (an example of the encoding, not a whole image).

@@ -1,6 +1,6 @@
 """Compare detector settings the way issue 16's choices are made: on LFW folds 1-4 only, never on a
 test fold or CFP, as photographed, as tight 112x112 ArcFace crops and as relit face-filling crops
-(bench/proxies.py makes both, from the photo-as-it-is detector's faces, whatever is compared). The
+(bench/proxies.py makes both, from the faces of PROXY_MAKER, whatever is compared). The
 chip is cut from the photo in every setting; only where the detector places the box and the landmarks
 differs. Each setting's threshold is the best-accuracy one on fold 9's pairs. Reported: accuracy at
 that threshold, AUC and TAR at FAR 1e-3 over the pairs in which every setting found both faces, and the
@@ -23,7 +23,11 @@ from facever.training.evaluation.lfw import LFW, Pair
 from facever.training.evaluation.protocol import auc, best_threshold, tar_at_far
 
 SELECTION_FOLDS = (1, 2, 3, 4)
-VERSION = 1  # of the embeddings cached under .cache/<benchmark>/
+# The detector the tight and relit proxies are framed by, fixed so that they stay the same files while
+# the detector under test changes: MTCNN on the photo as it is, every P-Net candidate above 0.6 to
+# R-Net, black past the photo's edge (the detector as published).
+PROXY_MAKER = DetectorConfig(equalize=False, pnet_first=0.6, crop_fill_mean=False)
+VERSION = 2  # of the embeddings cached under .cache/<benchmark>/ (2: proxies by PROXY_MAKER)
 
 
 def embeddings(pipeline: FacePipeline, paths: dict[str, Path], file: Path, tag: str) -> dict:
@@ -75,7 +79,7 @@ def compare(
         found = ~np.isnan(s)
         thresholds[name] = best_threshold(s[found], same9[found])[0]
     originals = {k: lfw.path(k) for p in selection for k in (p.first, p.second)}
-    maker = FacePipeline(args.model, "cpu", 0, DetectorConfig(equalize=False), detection_device="cpu")
+    maker = FacePipeline(args.model, "cpu", 0, PROXY_MAKER, detection_device="cpu")
     proxies = make_proxies(maker, originals, args.cache / "proxies" / "lfw-folds-1-4")
     kept = [p for p in selection if p.first in proxies["tight"] and p.second in proxies["tight"]]
     same = np.array([p.same for p in kept])

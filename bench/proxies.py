@@ -8,8 +8,10 @@ sets we may evaluate on:
   * relit: a face-filling 168x192 greyscale crop, darkened by a strong gamma (2.2) and shaded by a
     ramp from full light on one side to 10 % on the other (the side drawn per photo), like photos
     under one-sided, extreme light.
-The five points that frame a proxy come from facever's detector on the original photo; a photo in
-which it finds no face has no proxy, and its pairs are left out of every row (counted). Each system
+The five points that frame a proxy come from facever's detector on the original photo, as it was when
+the proxies were first made (PROXY_DETECTOR), so that the proxy set stays the same while the detector
+under test changes; a photo in which it finds no face has no proxy, and its pairs are left out of
+every row (counted). Each system
 then runs on the proxy files as users run it (facever: its whole pipeline; dlib: HOG upsampled once,
 5-point landmarks, chip, descriptor); a photo without a face fails its pairs. The "both found"
 columns compare the two on the pairs where each found both faces.
@@ -60,6 +62,11 @@ def relit_crop(rgb: np.ndarray, landmarks: np.ndarray, key: str) -> np.ndarray:
         ramp = ramp[::-1]
     lit = (grey * ramp[None, :]) ** GAMMA
     return np.repeat(np.round(lit * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+# The detector the proxies are framed by: the default of 2026-12-05 (MTCNN on the equalised copy first,
+# every P-Net candidate above 0.6 to R-Net, black past the photo's edge).
+PROXY_DETECTOR = DetectorConfig(pnet_first=0.6, crop_fill_mean=False)
 
 
 def make_proxies(pipeline: FacePipeline, paths: dict[str, Path], folder: Path) -> dict[str, dict[str, Path]]:
@@ -174,6 +181,7 @@ def main() -> None:
     args = parser.parse_args()
     run = common.Run("proxies", args)
     pipeline = FacePipeline(args.model, "cpu", 0, detection_device="cpu")
+    maker = FacePipeline(args.model, "cpu", 0, PROXY_DETECTOR, detection_device="cpu")
     lfw, cfp = LFW(args.data), CFP(args.cfp)
     sets = {
         "LFW fold 10": ([p for p in lfw.pairs() if p.fold == 10], lfw.path, [10]),
@@ -186,7 +194,7 @@ def main() -> None:
             pairs = pairs[:: max(1, len(pairs) // 8)]
         originals = {k: path_of(k) for p in pairs for k in (p.first, p.second)}
         tag = name.lower().replace(" ", "-")
-        proxies = make_proxies(pipeline, originals, args.cache / "proxies" / tag)
+        proxies = make_proxies(maker, originals, args.cache / "proxies" / tag)
         kept = [p for p in pairs if p.first in proxies["tight"] and p.second in proxies["tight"]]
         print(f"proxies: {name}: {len(kept)} of {len(pairs)} pairs have both originals' faces", flush=True)
         relit_files = sorted({proxies["relit"][k] for p in kept for k in (p.first, p.second)})

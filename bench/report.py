@@ -49,6 +49,8 @@ SECTIONS = (
     "model_choice",
     "reframe",
     "stages",
+    "pnet_fill",
+    "proxies-pnet-fill",
     "resampling-pillow",
     "resampling-opencv-equalisation",
     "resampling",

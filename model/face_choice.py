@@ -2,7 +2,8 @@
 training data and the benchmarks.
 
 No face is an error (``no_face``): nothing is compared, never a guessed crop. With several faces, the
-policy ``largest`` takes the largest box and ``single`` refuses the photo (``multiple_faces``).
+policy ``largest`` takes the face whose box has the largest part inside the photo (a face cut by the
+photo's edge has a box reaching past it) and ``single`` refuses the photo (``multiple_faces``).
 """
 
 from __future__ import annotations
@@ -27,4 +28,4 @@ def choose_face(faces: Sequence[DetectedFace], policy: MultiFacePolicy = "larges
             f"{len(faces)} faces were found and the multi-face policy is 'single'; "
             "send an image with one face, or use the policy 'largest'",
         )
-    return max(faces, key=lambda face: face.area)  # the first of equals: the detector's order
+    return max(faces, key=lambda face: face.visible_area)  # the first of equals: the detector's order

@@ -251,6 +251,21 @@ def test_mirror_landmarks(smoke):
             assert 0 <= report[setting]["accuracy"] <= 1 and 0 <= report[setting]["auc"] <= 1
 
 
+def test_pnet_fill(smoke):
+    payload = smoke("pnet_fill")
+    check_common(payload, "pnet_fill")
+    assert list(payload["results"]) == ["original", "tight", "relit"]
+    for report in payload["results"].values():
+        for setting in (
+            "P-Net 0.6, black",
+            "P-Net 0.8 first, black",
+            "P-Net 0.6, mean colour",
+            "P-Net 0.8 first, mean colour",
+        ):
+            assert 0 <= report[setting]["no_face"] <= report[setting]["photos"]
+            assert 0 <= report[setting]["accuracy"] <= 1 and 0 <= report[setting]["auc"] <= 1
+
+
 def test_model_choice(results_dir, lfw_root):
     """The four settings, with the shipped models standing in for the two the script is given."""
     command = [sys.executable, str(BENCH / "model_choice.py"), "--smoke", "--out", str(results_dir)]

@@ -129,10 +129,15 @@ def test_faces_are_placed_on_the_equalised_copy(lfw_image, detectors):
 
 
 def test_a_face_part_in_a_face_filling_crop_gives_way_to_the_whole_face(lfw_image, detectors):
-    """A 168x192 grey crop nearly filled by the face (bench/parts.py's zoom 2.0): the first pass alone
-    takes a part of the face for it; the part check runs the framed pass and keeps the whole face."""
+    """A 168x192 grey crop nearly filled by the face (bench/parts.py's zoom 2.0): MTCNN's first pass as
+    published (every P-Net candidate above 0.6, black past the edge) takes a part of the face for it; the
+    part check runs the framed pass and keeps the whole face. The default first pass finds it too."""
     default, _ = detectors
-    without_check = FaceDetector(DetectorConfig(part_check_coverage=0.0), device="cpu", threads=1)
+    published = {"pnet_first": 0.6, "crop_fill_mean": False}
+    without_check = FaceDetector(
+        DetectorConfig(part_check_coverage=0.0, **published), device="cpu", threads=1
+    )
+    with_check = FaceDetector(DetectorConfig(**published), device="cpu", threads=1)
     image = read_image(lfw_image("Abdel_Madi_Shabneh/Abdel_Madi_Shabneh_0001"))
     points = ((TEMPLATE_112 - 56) * 2.0 + 56) * 1.5 + (12.0, 0.0)
     square = align(image, default.detect(image)[0].landmarks, points, 192)[:, 12:180]
@@ -147,8 +152,9 @@ def test_a_face_part_in_a_face_filling_crop_gives_way_to_the_whole_face(lfw_imag
     assert part and error(part) > 0.5  # a part: its landmarks are off by over half the eye distance
     x1, y1, x2, y2 = part[0].box
     assert (x2 - x1) * (y2 - y1) < 0.15 * 168 * 192
-    faces = default.detect(crop)
-    assert faces and error(faces) < 0.2
+    for detector in (with_check, default):
+        faces = detector.detect(crop)
+        assert faces and error(faces) < 0.2
 
 
 def varied_photos(lfw_image) -> list[np.ndarray]:
@@ -298,3 +304,28 @@ def test_nms_keeps_what_suppressing_one_box_at_a_time_keeps(count, by_min):
     kept = detection._nms(boxes, 0.5, by_min)
     assert kept.tolist() == _nms_one_box_at_a_time(boxes, 0.5, by_min)
     assert 0 < len(kept) <= count
+
+
+@pytest.mark.parametrize("fill_mean", [True, False])
+def test_a_crop_past_the_photo_s_edge_is_filled_with_its_mean_colour_or_black(fill_mean):
+    pixels = np.zeros((40, 40, 3), np.uint8)
+    pixels[:, :20] = (10, 20, 30)
+    pixels[:, 20:] = (200, 100, 50)
+    box = np.array([[-20.0, 0.0, 19.0, 39.0, 0.9]])  # 40x40, its left half past the left edge
+    crop = detection._crops(Image.fromarray(pixels), box, 40, fill_mean)[0]  # (x, y, 3), network input
+    as_pixels = np.rint(crop / 0.0078125 + 127.5).astype(int)
+    outside = (105, 60, 40) if fill_mean else (0, 0, 0)
+    assert (as_pixels[:20] == outside).all()
+    assert (as_pixels[20:] == (10, 20, 30)).all()
+
+
+def test_where_p_net_s_strong_candidates_give_no_face_its_weaker_ones_are_tried(lfw_image):
+    # pnet_first above every score: no strong candidate at all, so every photo takes the second step,
+    # which gives exactly what R-Net and O-Net find among all of P-Net's candidates.
+    one_step = FaceDetector(DetectorConfig(pnet_first=0.6), device="cpu", threads=1)
+    two_steps = FaceDetector(DetectorConfig(pnet_first=1.01), device="cpu", threads=1)
+    for key in KEYS:
+        image = read_image(lfw_image(key))
+        expected, got = one_step.detect(image), two_steps.detect(image)
+        assert expected and [f.box for f in got] == [f.box for f in expected]
+        assert all(np.array_equal(a.landmarks, b.landmarks) for a, b in zip(got, expected, strict=True))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -34,3 +36,17 @@ def test_single_refuses_several_faces_and_takes_one():
     assert error.value.code == ErrorCode.MULTIPLE_FACES
     only = face(50)
     assert choose_face([only], "single") is only
+
+
+def test_a_face_cut_by_the_photo_s_edge_counts_only_its_visible_part():
+    # A 250x250 photo: its subject in the middle, and a neighbour's face at the left edge whose box
+    # reaches 40 pixels past it (120 wide, 80 of them inside).
+    frame = (250, 250)
+    subject = DetectedFace((80.0, 60.0, 180.0, 200.0), np.zeros((5, 2), np.float32), 0.99, frame)
+    neighbour = DetectedFace((-40.0, 20.0, 80.0, 190.0), np.zeros((5, 2), np.float32), 0.99, frame)
+    assert neighbour.area > subject.area
+    assert neighbour.visible_area == 80.0 * 170.0
+    assert subject.visible_area == subject.area
+    assert choose_face([neighbour, subject]) is subject
+    # Without the frame the whole box counts, as before.
+    assert replace(neighbour, frame=None).visible_area == neighbour.area

@@ -48,7 +48,7 @@ def embed_images(
         decisive = pipeline.card.model_dump_json(include={"input", "alignment", "flip_test_time"})
         recipe.update(decisive.encode())
         recipe.update(repr(pipeline.detector.config).encode())
-        recipe.update(b"rgb-no-fallback")
+        recipe.update(b"rgb-no-fallback-largest-visible-box")
         cache_file = Path(cache_dir) / f"embeddings-{tag}-{recipe.hexdigest()[:16]}.npz"
         if cache_file.exists():
             data = np.load(cache_file)
