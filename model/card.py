@@ -218,7 +218,8 @@ class ModelCard(BaseModel):
     identify_threshold: float | None = Field(
         None,
         description="the default 1:N identify threshold, stricter: each enrolled person is one more "
-        "chance of a false match (= thresholds.far_1e-4); None: the verify threshold",
+        "chance of a false match (= thresholds.far_1e-4, or the verify threshold where that is higher); "
+        "None: the verify threshold",
     )
     thresholds: Thresholds
     probability: ProbabilityMap | None = Field(

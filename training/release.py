@@ -133,7 +133,9 @@ def calibrate_card(
     card.probability = None if fitted is None else ProbabilityMap(method="logistic", prior=0.5, **fitted)
     card.thresholds = Thresholds.model_validate(thresholds)
     card.threshold = thresholds["best_accuracy"]
-    card.identify_threshold = thresholds["far_1e-4"]
+    # Never looser than verify: with few different-person pairs (a small calibration set) the FAR-1e-4
+    # threshold is just their highest score, and the best-accuracy one may lie above it.
+    card.identify_threshold = max(thresholds["far_1e-4"], thresholds["best_accuracy"])
     card.calibration = CalibrationRecord(
         folds=calibration_folds, images=len(keys), images_without_face=len(without_face), **result
     )

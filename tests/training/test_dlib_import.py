@@ -40,8 +40,10 @@ def test_the_imported_network_exports_with_a_calibrated_card(fold9_lfw, tmp_path
     assert card.data.calibration_folds == [9] and 10 in card.data.test_folds
     assert "public domain" in card.training.initial_weights
     points = card.thresholds
-    assert points.far_1e_2 <= points.far_1e_3 <= points.far_1e_4 and points.best_accuracy <= points.far_1e_4
-    assert card.threshold == points.best_accuracy and card.identify_threshold == points.far_1e_4
+    assert points.far_1e_2 <= points.far_1e_3 <= points.far_1e_4
+    # identify is never looser than verify (on these few people FAR 1e-4 is just the top impostor score)
+    assert card.threshold == points.best_accuracy
+    assert card.identify_threshold == max(points.far_1e_4, points.best_accuracy) >= card.threshold
 
     # the runtime embeds with the exported file exactly what dlib's network computes on the same chip
     pipeline = FacePipeline(tmp_path / "model", device="cpu")
