@@ -107,8 +107,8 @@ class DetectorConfig:
     # The part of an R-Net or O-Net crop past the image's edge is filled with the image's mean colour,
     # as the framed pass shows a face with room around it, rather than black (MTCNN's own code). For a
     # face that fills the frame, R-Net and O-Net then place it better: on LFW folds 1-4 tight crops
-    # 98.04 -> 98.29 % at the fold-9 threshold, TAR at FAR 1e-3 94.7 -> 95.4 %, relit TAR 72.4 -> 76.4 %
-    # and one photo less without a face (bench/pnet_fill.py).
+    # 98.25 -> 98.37 % at the fold-9 threshold (98.46 with pnet_first 0.8), relit TAR at FAR 1e-3
+    # 72.8 -> 76.8 % and one photo fewer without a face (bench/pnet_fill.py).
     crop_fill_mean: bool = True
 
 
