@@ -220,7 +220,7 @@ class FaceDetector:
         framed, placements = [], []
         for original in pictures:
             margin = max(1, round(self.config.retry_margin * max(original.size)))
-            picture, shrink = self._within_max_side(Image.fromarray(_frame(np.asarray(original), margin)))
+            picture, shrink = self._within_max_side(_frame(original, margin))
             framed.append(picture)
             placements.append((shrink, margin))
         found = self._cascade(framed, self.config.retry_thresholds)
@@ -558,13 +558,11 @@ def _equalized(picture: Image.Image) -> Image.Image:
     return Image.merge("YCbCr", (ImageOps.equalize(y), cb, cr)).convert("RGB")
 
 
-def _frame(image: np.ndarray, margin: int) -> np.ndarray:
-    """``image`` inside a border of ``margin`` pixels of its mean colour."""
-    fill = image.reshape(-1, 3).mean(0).round().astype(np.uint8)
-    height, width = image.shape[:2]
-    framed = np.empty((height + 2 * margin, width + 2 * margin, 3), np.uint8)
-    framed[...] = fill
-    framed[margin : margin + height, margin : margin + width] = image
+def _frame(picture: Image.Image, margin: int) -> Image.Image:
+    """``picture`` inside a border of ``margin`` pixels of its mean colour."""
+    width, height = picture.size
+    framed = Image.new("RGB", (width + 2 * margin, height + 2 * margin), _mean_colour(picture))
+    framed.paste(picture, (margin, margin))
     return framed
 
 
