@@ -1,0 +1,44 @@
+"""bench/proxies.py's proxy files: each detector that frames them writes its own, so two benchmarks that
+frame the proxies of the same photos differently never read each other's files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facever.model.detection import DetectorConfig
+from facever.model.images import read_image
+from facever.model.runtime import FacePipeline
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+proxies = pytest.importorskip("proxies")
+
+KEY = "Aaron_Peirsol/Aaron_Peirsol_0001"
+
+
+def test_each_framing_detector_writes_its_own_files(tmp_path, lfw_image):
+    paths = {KEY: lfw_image(KEY)}
+    first = FacePipeline(REPO / "model" / "default", "cpu", 1, proxies.PROXY_DETECTOR, detection_device="cpu")
+    other = FacePipeline(REPO / "model" / "default", "cpu", 1, DetectorConfig(equalize=False), "cpu")
+    made = proxies.make_proxies(first, paths, tmp_path)
+    made_by_other = proxies.make_proxies(other, paths, tmp_path)
+    for kind in ("tight", "relit"):
+        assert made[kind][KEY].exists() and made_by_other[kind][KEY].exists()
+        assert made[kind][KEY] != made_by_other[kind][KEY]
+        assert made[kind][KEY].is_relative_to(tmp_path)
+    assert read_image(made["tight"][KEY]).shape == (112, 112, 3)
+    # made again by the first detector: its own files, unchanged
+    before = read_image(made["tight"][KEY])
+    again = proxies.make_proxies(first, paths, tmp_path)
+    assert again["tight"][KEY] == made["tight"][KEY]
+    assert np.array_equal(read_image(again["tight"][KEY]), before)
+
+
+def test_lfw_set_names():
+    assert proxies.lfw_name([10]) == "LFW fold 10"
+    assert proxies.lfw_name([4, 1, 2, 3]) == "LFW folds 1-4"
+    assert proxies.lfw_name([3, 1]) == "LFW folds 1, 3"
