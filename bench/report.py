@@ -51,6 +51,7 @@ SECTIONS = (
     "stages",
     "pnet_fill",
     "proxies-pnet-fill",
+    "proxies-lfw-folds-1-4",
     "resampling-pillow",
     "resampling-opencv-equalisation",
     "resampling",
