@@ -29,7 +29,7 @@ import dlib
 import numpy as np
 from accuracy import dlib_embeddings
 from alignment import dlib_chip
-from proxies import make_proxies
+from proxies import framed_by, make_proxies
 
 from facever.model.face_choice import choose_face
 from facever.model.framing import dlib_box, yaw
@@ -258,9 +258,9 @@ def main() -> None:
             recs = records(pipeline, predictor, {k: paths[k] for k in keys}, args.cache, f"{tag}-{variant}")
             theirs = None
             if with_proxies:  # dlib's descriptors, keyed as bench/proxies.py keys them (its cache)
-                strip = len(variant) + 1
-                built = dlib_embeddings({f"{variant}/{k}": paths[k] for k in keys}, args.cache)
-                theirs = {k[strip:]: v for k, v in built.items()}
+                prefix = variant if variant == "original" else f"{variant}-{framed_by(pipeline)}"
+                built = dlib_embeddings({f"{prefix}/{k}": paths[k] for k in keys}, args.cache)
+                theirs = {k[len(prefix) + 1 :]: v for k, v in built.items()}
             results[f"{name} {variant}"] = evaluate(recs, kept, theirs, threshold)
             summary = {
                 rule: round(100 * r["both_found"]["accuracy_at_card_threshold"], 2)

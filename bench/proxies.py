@@ -70,12 +70,18 @@ def relit_crop(rgb: np.ndarray, landmarks: np.ndarray, key: str) -> np.ndarray:
 PROXY_DETECTOR = DetectorConfig(pnet_first=0.6, crop_fill_mean=False)
 
 
+def framed_by(pipeline: FacePipeline) -> str:
+    """A short name for the detector settings that frame the proxies (their files' folder, and part of
+    their keys in the embedding caches, so that proxies framed otherwise are never taken from a cache)."""
+    return hashlib.sha256(repr(pipeline.detector.config).encode()).hexdigest()[:12]
+
+
 def make_proxies(pipeline: FacePipeline, paths: dict[str, Path], folder: Path) -> dict[str, dict[str, Path]]:
     """{"tight": {key: file}, "relit": {key: file}} for every key whose original has a face. The files go
     under ``folder`` in a subfolder named by the detector settings that framed them, so that proxies
     made by different detectors (this script's and bench/detector_choice.py's) are never mixed."""
     made: dict[str, dict[str, Path]] = {"tight": {}, "relit": {}}
-    folder = folder / hashlib.sha256(repr(pipeline.detector.config).encode()).hexdigest()[:12]
+    folder = folder / framed_by(pipeline)
     for key, path in sorted(paths.items()):
         files = {kind: folder / kind / f"{key}.png" for kind in made}
         if not all(file.exists() for file in files.values()):
@@ -226,10 +232,11 @@ def main() -> None:
         costs[name] = relight_cost(relit_files[: 10 if args.smoke else 600])
         print(f"proxies: relight retry cost on {name} relit: {costs[name]}", flush=True)
         for variant, paths in (("original", originals), *proxies.items()):
-            variant_paths = {f"{variant}/{k}": paths[k] for p in kept for k in (p.first, p.second)}
+            prefix = variant if variant == "original" else f"{variant}-{framed_by(maker)}"
+            variant_paths = {f"{prefix}/{k}": paths[k] for p in kept for k in (p.first, p.second)}
             ours = facever_vectors(pipeline, variant_paths, args.cache, f"proxy-{tag}-{variant}")
             theirs = dlib_embeddings(variant_paths, args.cache)
-            strip = len(variant) + 1
+            strip = len(prefix) + 1
             facever = {k[strip:]: v for k, v in ours.items()}
             dlib = {k[strip:]: v for k, v in theirs.items()}
             row = compare(f"{name} {variant}", kept, facever, dlib, pipeline.card.threshold, fold_ids)

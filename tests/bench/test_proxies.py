@@ -42,3 +42,11 @@ def test_lfw_set_names():
     assert proxies.lfw_name([10]) == "LFW fold 10"
     assert proxies.lfw_name([4, 1, 2, 3]) == "LFW folds 1-4"
     assert proxies.lfw_name([3, 1]) == "LFW folds 1, 3"
+
+
+def test_the_framing_detector_names_the_cache_keys():
+    model = REPO / "model" / "default"
+    one = FacePipeline(model, "cpu", 1, proxies.PROXY_DETECTOR, detection_device="cpu")
+    same = FacePipeline(model, "cpu", 1, DetectorConfig(pnet_first=0.6, crop_fill_mean=False), "cpu")
+    other = FacePipeline(model, "cpu", 1, DetectorConfig(), detection_device="cpu")
+    assert proxies.framed_by(one) == proxies.framed_by(same) != proxies.framed_by(other)
