@@ -3,6 +3,7 @@ runs), and every answer is the one the service gives without batching."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from service_samples import VERIFY, files, grey_image, lfw
@@ -16,6 +17,21 @@ PAIRS = [
     (("Tony_Blair", 2), ("Tony_Blair", 3)),
 ]
 CONCURRENT = 12
+
+
+def all_in_flight(analyser, monkeypatch) -> None:
+    """Hold every request, once announced to the batchers, until all CONCURRENT are: then they are
+    concurrent by construction, not by the machine's timing (a loaded machine could otherwise serve
+    them one after another, and no batch would be shared)."""
+    barrier = threading.Barrier(CONCURRENT, timeout=120)
+    for name in ("_detect_side_by_side", "_detect_together"):
+        detect = getattr(analyser, name)
+
+        def held(*args, _detect=detect, **kwargs):
+            barrier.wait()
+            return _detect(*args, **kwargs)
+
+        monkeypatch.setattr(analyser, name, held)
 
 
 def verify_all(client, broken: bool = False) -> list[tuple[int, dict]]:
@@ -34,11 +50,12 @@ def verify_all(client, broken: bool = False) -> list[tuple[int, dict]]:
         return list(pool.map(one, range(CONCURRENT)))
 
 
-def test_batched_answers_equal_unbatched_ones(start_app, sqlite_url):
+def test_batched_answers_equal_unbatched_ones(start_app, sqlite_url, monkeypatch):
     with start_app(sqlite_url, batch_window_ms=0) as client:
         assert client.app.state.service.analyser.batcher is None
         alone = verify_all(client)
     with start_app(sqlite_url, batch_window_ms=200, inference_workers=CONCURRENT) as client:
+        all_in_flight(client.app.state.service.analyser, monkeypatch)
         batcher = client.app.state.service.analyser.batcher
         assert batcher is not None and client.get("/v1/info", headers=VERIFY).json()["batch_window_ms"] == 200
         batched = verify_all(client)
@@ -49,11 +66,12 @@ def test_batched_answers_equal_unbatched_ones(start_app, sqlite_url):
     assert runs < CONCURRENT  # requests shared runs
 
 
-def test_photos_detected_in_batches_get_the_unbatched_answers(start_app, sqlite_url):
+def test_photos_detected_in_batches_get_the_unbatched_answers(start_app, sqlite_url, monkeypatch):
     with start_app(sqlite_url) as client:
         assert client.app.state.service.analyser.detection_batcher is None
         alone = verify_all(client, broken=True)
     with start_app(sqlite_url, detection_batch_window_ms=200, inference_workers=CONCURRENT) as client:
+        all_in_flight(client.app.state.service.analyser, monkeypatch)
         batcher = client.app.state.service.analyser.detection_batcher
         info = client.get("/v1/info", headers=VERIFY).json()
         assert batcher is not None and info["detection_batch_window_ms"] == 200
