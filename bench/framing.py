@@ -29,7 +29,7 @@ import dlib
 import numpy as np
 from accuracy import dlib_embeddings
 from alignment import dlib_chip
-from proxies import framed_by, make_proxies
+from proxies import cache_prefix, make_proxies
 
 from facever.model.face_choice import choose_face
 from facever.model.framing import dlib_box, yaw
@@ -258,7 +258,7 @@ def main() -> None:
             recs = records(pipeline, predictor, {k: paths[k] for k in keys}, args.cache, f"{tag}-{variant}")
             theirs = None
             if with_proxies:  # dlib's descriptors, keyed as bench/proxies.py keys them (its cache)
-                prefix = variant if variant == "original" else f"{variant}-{framed_by(pipeline)}"
+                prefix = cache_prefix(variant, pipeline)
                 built = dlib_embeddings({f"{prefix}/{k}": paths[k] for k in keys}, args.cache)
                 theirs = {k[len(prefix) + 1 :]: v for k, v in built.items()}
             results[f"{name} {variant}"] = evaluate(recs, kept, theirs, threshold)

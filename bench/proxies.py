@@ -76,6 +76,12 @@ def framed_by(pipeline: FacePipeline) -> str:
     return hashlib.sha256(repr(pipeline.detector.config).encode()).hexdigest()[:12]
 
 
+def cache_prefix(variant: str, maker: FacePipeline) -> str:
+    """What a photo's key starts with in the embedding caches: the variant, and for a proxy the detector
+    that framed it (the originals are the same files whatever the detector)."""
+    return variant if variant == "original" else f"{variant}-{framed_by(maker)}"
+
+
 def make_proxies(pipeline: FacePipeline, paths: dict[str, Path], folder: Path) -> dict[str, dict[str, Path]]:
     """{"tight": {key: file}, "relit": {key: file}} for every key whose original has a face. The files go
     under ``folder`` in a subfolder named by the detector settings that framed them, so that proxies
@@ -232,7 +238,7 @@ def main() -> None:
         costs[name] = relight_cost(relit_files[: 10 if args.smoke else 600])
         print(f"proxies: relight retry cost on {name} relit: {costs[name]}", flush=True)
         for variant, paths in (("original", originals), *proxies.items()):
-            prefix = variant if variant == "original" else f"{variant}-{framed_by(maker)}"
+            prefix = cache_prefix(variant, maker)
             variant_paths = {f"{prefix}/{k}": paths[k] for p in kept for k in (p.first, p.second)}
             ours = facever_vectors(pipeline, variant_paths, args.cache, f"proxy-{tag}-{variant}")
             theirs = dlib_embeddings(variant_paths, args.cache)
