@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import time
 from pathlib import Path
 
@@ -125,6 +126,16 @@ def metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, threshold: 
     }
 
 
+def discordant(ours_right: np.ndarray, theirs_right: np.ndarray) -> dict:
+    """The pairs only one system gets right, and McNemar's exact two-sided p-value: how likely so
+    uneven a split of them is if both systems were equally accurate (a binomial test at 1/2)."""
+    ours_only = int(np.sum(ours_right & ~theirs_right))
+    theirs_only = int(np.sum(theirs_right & ~ours_right))
+    n, k = ours_only + theirs_only, min(ours_only, theirs_only)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return {"facever_only_right": ours_only, "dlib_only_right": theirs_only, "mcnemar_p": min(1.0, 2 * tail)}
+
+
 def compare(
     name: str, pairs: list[Pair], facever: dict, dlib: dict, threshold: float, fold_ids: list[int]
 ) -> dict:
@@ -142,6 +153,9 @@ def compare(
             "all_pairs": metrics(scores, same, folds, own, fold_ids),
             "both_found": metrics(scores[both], same[both], folds[both], own, fold_ids),
         }
+    result["both_found_discordant"] = discordant(
+        is_match(ours[both], threshold) == same[both], is_match(theirs[both], -DLIB_DISTANCE) == same[both]
+    )
     return result
 
 
@@ -262,6 +276,8 @@ def main() -> None:
             f"{r['facever']['both_found']['auc_scored']:.4f} / {r['dlib']['both_found']['auc_scored']:.4f}",
             f"{pct(r['facever']['both_found']['tar_at_far_1e-3_scored'])} / "
             f"{pct(r['dlib']['both_found']['tar_at_far_1e-3_scored'])}",
+            f"{r['both_found_discordant']['facever_only_right']} / {r['both_found_discordant']['dlib_only_right']}"
+            f" (p {r['both_found_discordant']['mcnemar_p']:.2f})",
         ]
         for r in results
     ]
@@ -274,6 +290,7 @@ def main() -> None:
             "accuracy % there",
             "AUC there",
             "TAR % at FAR 1e-3 there",
+            "pairs only facever / only dlib gets right there (McNemar p)",
         ],
         rows,
     )

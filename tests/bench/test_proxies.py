@@ -50,3 +50,15 @@ def test_the_framing_detector_names_the_cache_keys():
     same = FacePipeline(model, "cpu", 1, DetectorConfig(pnet_first=0.6, crop_fill_mean=False), "cpu")
     other = FacePipeline(model, "cpu", 1, DetectorConfig(), detection_device="cpu")
     assert proxies.framed_by(one) == proxies.framed_by(same) != proxies.framed_by(other)
+
+
+def test_discordant_pairs_and_mcnemar():
+    ours = np.array([True] * 10 + [False] * 4 + [True] * 2 + [False])
+    theirs = np.array([True] * 10 + [True] * 4 + [False] * 2 + [False])
+    split = proxies.discordant(ours, theirs)
+    assert (split["facever_only_right"], split["dlib_only_right"]) == (2, 4)
+    # six discordant pairs split 2 / 4: P(X <= 2) for Binomial(6, 1/2) = 22/64, two-sided 44/64
+    assert split["mcnemar_p"] == pytest.approx(44 / 64)
+    lopsided = proxies.discordant(np.ones(12, bool), np.zeros(12, bool))
+    assert lopsided["mcnemar_p"] == pytest.approx(2 / 2**12)
+    assert proxies.discordant(ours, ours) == {"facever_only_right": 0, "dlib_only_right": 0, "mcnemar_p": 1.0}
