@@ -39,7 +39,7 @@ from facever.model.face_choice import choose_face
 from facever.model.images import ImageError, read_image
 from facever.model.matching import is_match, pair_scores
 from facever.model.runtime import FacePipeline
-from facever.training.evaluation.cfp import CFP
+from facever.training.evaluation.cfp import CFP, person
 from facever.training.evaluation.evaluate import embed_images
 from facever.training.evaluation.lfw import LFW, Pair
 from facever.training.evaluation.protocol import auc, failed_as_wrong, tar_at_far, ten_fold_accuracy
@@ -159,6 +159,28 @@ def compare(
     return result
 
 
+def all_vs_all(embeddings: dict[str, np.ndarray], thresholds: dict[str, float], metric: str) -> dict:
+    """Every pair of the photos with a face (a key starts with its person, in LFW and CFP alike): the
+    share of different-person pairs accepted (FAR) and of same-person pairs accepted (TAR) at each
+    threshold (cosine; for "euclidean", minus the distance)."""
+    keys = sorted(k for k, v in embeddings.items() if not np.isnan(v).any())
+    vectors = np.stack([embeddings[k] for k in keys]).astype(np.float64)
+    first, second = np.triu_indices(len(keys), 1)
+    if metric == "cosine":
+        scores = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    else:
+        scores = -np.linalg.norm(vectors[first] - vectors[second], axis=1)
+    people = np.array([person(k) for k in keys])
+    same = people[first] == people[second]
+    return {
+        "photos": len(keys),
+        "impostor_pairs": int((~same).sum()),
+        "genuine_pairs": int(same.sum()),
+        "far": {name: float(np.mean(scores[~same] >= t)) for name, t in thresholds.items()},
+        "tar": {name: float(np.mean(scores[same] >= t)) for name, t in thresholds.items()},
+    }
+
+
 def relight_cost(files: list[Path]) -> dict:
     """Detection time on one core with and without the luminance-equalised copy, for the photos that
     need it (both passes on the photo find nothing) and the photos that do not."""
@@ -201,6 +223,18 @@ def cost_table(costs: dict) -> str:
     return common.markdown_table(["set", "photos where the retry is", "photos", "ms without / with"], rows)
 
 
+def far_row(name: str, every_pair: dict, facever_thresholds: list[str]) -> list[str]:
+    ours, theirs = every_pair["facever"], every_pair["dlib"]
+    return [
+        name,
+        f"{ours['photos']} / {theirs['photos']}",
+        f"{ours['impostor_pairs']:,} / {theirs['impostor_pairs']:,}",
+        " / ".join(f"{100 * ours['far'][threshold]:.3f}" for threshold in facever_thresholds),
+        f"{100 * theirs['far']['distance 0.6']:.3f}",
+        f"{100 * ours['tar']['verify']:.2f} / {100 * theirs['tar']['distance 0.6']:.2f}",
+    ]
+
+
 def lfw_name(folds: list[int]) -> str:
     """The set's name in the tables: LFW fold 10, LFW folds 1-4."""
     if len(folds) == 1:
@@ -238,6 +272,12 @@ def main() -> None:
         ),
         "CFP-FF": ([p for p in cfp.pairs("FF") if p.fold in args.cfp_folds], cfp.path, args.cfp_folds),
     }
+    thresholds = pipeline.card.thresholds
+    card_thresholds = {
+        "verify": pipeline.card.threshold,
+        "far_1e-3": thresholds.far_1e_3,
+        "identify": pipeline.card.identify_threshold,
+    }
     results = []
     costs = {}
     for name, (pairs, path_of, fold_ids) in sets.items():
@@ -261,6 +301,10 @@ def main() -> None:
             dlib = {k[strip:]: v for k, v in theirs.items()}
             row = compare(f"{name} {variant}", kept, facever, dlib, pipeline.card.threshold, fold_ids)
             row["pairs_left_out"] = len(pairs) - len(kept)
+            row["all_vs_all"] = {
+                "facever": all_vs_all(facever, card_thresholds, "cosine"),
+                "dlib": all_vs_all(dlib, {"distance 0.6": -DLIB_DISTANCE}, "euclidean"),
+            }
             results.append(row)
             print(f"proxies: {row}", flush=True)
     pct = lambda value: "-" if value is None else f"{100 * value:.2f}"  # noqa: E731
@@ -276,8 +320,9 @@ def main() -> None:
             f"{r['facever']['both_found']['auc_scored']:.4f} / {r['dlib']['both_found']['auc_scored']:.4f}",
             f"{pct(r['facever']['both_found']['tar_at_far_1e-3_scored'])} / "
             f"{pct(r['dlib']['both_found']['tar_at_far_1e-3_scored'])}",
-            f"{r['both_found_discordant']['facever_only_right']} / {r['both_found_discordant']['dlib_only_right']}"
-            f" (p {r['both_found_discordant']['mcnemar_p']:.2f})",
+            "{facever_only_right} / {dlib_only_right} (p {mcnemar_p:.2f})".format(
+                **r["both_found_discordant"]
+            ),
         ]
         for r in results
     ]
@@ -294,9 +339,22 @@ def main() -> None:
         ],
         rows,
     )
+    far_rows = [far_row(r["set"], r["all_vs_all"], list(card_thresholds)) for r in results]
+    far_table = common.markdown_table(
+        [
+            "set",
+            "photos with a face (facever / dlib)",
+            "different-person pairs (facever / dlib)",
+            "facever: % accepted at verify / far_1e-3 / identify threshold",
+            "dlib: % accepted at distance 0.6",
+            "same-person pairs accepted %, verify / 0.6",
+        ],
+        far_rows,
+    )
     run.finish(
         {
             "cfp_folds": args.cfp_folds,
+            "card_thresholds": card_thresholds,
             "lfw_folds": args.lfw_folds,
             "gamma": GAMMA,
             "ramp_floor": RAMP_FLOOR,
@@ -305,6 +363,9 @@ def main() -> None:
         {"rows": results, "relight_retry_cost": costs},
         {
             "Tight and relit proxies, facever / dlib on the same pairs": table,
+            "Every pair of the photos (all-vs-all): different people accepted at each system's thresholds": (
+                far_table
+            ),
             "Detection ms on one core without / with the retry on the equalised copy (relit photos)": (
                 cost_table(costs)
             ),

@@ -62,3 +62,21 @@ def test_discordant_pairs_and_mcnemar():
     lopsided = proxies.discordant(np.ones(12, bool), np.zeros(12, bool))
     assert lopsided["mcnemar_p"] == pytest.approx(2 / 2**12)
     assert proxies.discordant(ours, ours) == {"facever_only_right": 0, "dlib_only_right": 0, "mcnemar_p": 1.0}
+
+
+def test_all_vs_all_counts_people_by_the_keys_first_part():
+    unit = lambda *v: np.array(v, np.float32) / np.linalg.norm(v)  # noqa: E731
+    embeddings = {
+        "Ann/Ann_0001": unit(1, 0),
+        "Ann/Ann_0002": unit(1, 0.1),
+        "Bob/Bob_0001": unit(1, 0.5),
+        "Cy/Cy_0001": unit(0, 1),
+        "Dee/Dee_0001": np.full(2, np.nan, np.float32),  # no face: left out
+    }
+    result = proxies.all_vs_all(embeddings, {"loose": 0.85, "strict": 0.99}, "cosine")
+    assert (result["photos"], result["genuine_pairs"], result["impostor_pairs"]) == (4, 1, 5)
+    # different people: Ann-Bob 0.89 and 0.93, Ann-Cy 0 and 0.10, Bob-Cy 0.45
+    assert result["far"] == {"loose": pytest.approx(2 / 5), "strict": 0.0}
+    assert result["tar"] == {"loose": 1.0, "strict": 1.0}
+    by_distance = proxies.all_vs_all(embeddings, {"0.6": -0.6}, "euclidean")
+    assert by_distance["far"]["0.6"] == pytest.approx(2 / 5)
