@@ -67,6 +67,14 @@ class AlignmentSpec(BaseModel):
         "again. landmarks: the detector's five landmarks onto the template; dlib-5: see dlib_5",
     )
     dlib_5: Dlib5Framing | None = None
+    equalise_dark_chips_below: float = Field(
+        0.0,
+        ge=0.0,
+        le=256.0,
+        description="a chip whose middle (the central two thirds each way) has a mean luminance (0-255, "
+        "ITU-R 601) below this has its luminance histogram equalised before the network, as the "
+        "detector's copy is; 0: never, 256: every chip",
+    )
 
     @model_validator(mode="after")
     def _dlib_5_described(self) -> AlignmentSpec:

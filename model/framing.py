@@ -7,6 +7,9 @@
   ``dlib.get_face_chip`` cuts it. A face turned further than ``max_yaw`` gets the landmarks chip in
   its place: the predictor only ever saw the faces HOG finds, which are near-frontal.
 
+Either chip, where its middle is darker than the card's ``equalise_dark_chips_below``, has its luminance
+histogram equalised before the network (``lit``).
+
 With both views the embedding is the normalised sum of the two chips' unit embeddings: on LFW folds
 1-4 and their tight and relit copies (bench/views.py) the sum separated people better than either
 chip alone, most of all under one-sided light, where the two framings fail on different photos.
@@ -20,7 +23,7 @@ import numpy as np
 
 from facever.model.alignment import align, dlib_face_chip
 from facever.model.card import Dlib5Framing, ModelCard
-from facever.model.detection import DetectedFace
+from facever.model.detection import DetectedFace, equalized_luminance
 from facever.model.landmarks import Box, ShapePredictor, intensity
 
 
@@ -32,6 +35,26 @@ def dlib_box(box: tuple[float, float, float, float], box_map: np.ndarray | list[
     w, h = x2 - x1, y2 - y1
     cx, cy = (x1 + x2) / 2 + a * w, (y1 + y2) / 2 + b * h
     return round(cx - c * w / 2), round(cy - d * h / 2), round(cx + c * w / 2), round(cy + d * h / 2)
+
+
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow's "L" and "YCbCr"
+
+
+def middle_luminance(chip: np.ndarray) -> float:
+    """Mean luminance (0-255) of the chip's central two thirds each way: the face, not its surround
+    (black where the chip reaches past the photo)."""
+    side = chip.shape[0]
+    middle = chip[side // 6 : side - side // 6, side // 6 : side - side // 6]
+    return float(middle.reshape(-1, 3).mean(0) @ LUMA)
+
+
+def lit(chip: np.ndarray, equalise_below: float) -> np.ndarray:
+    """The chip, its luminance histogram equalised where its middle is darker than ``equalise_below``:
+    under dark, one-sided light the network's embeddings of different people crowd together, and the
+    equalised chip separates them again (BENCHMARKS.md, "Dark chips equalised")."""
+    if equalise_below > 0 and middle_luminance(chip) < equalise_below:
+        return equalized_luminance(chip)
+    return chip
 
 
 def yaw(landmarks: np.ndarray) -> float:
@@ -52,6 +75,7 @@ class Framer:
         if self.template.shape != (5, 2):
             raise ValueError(f"{model_dir}: the model card's alignment template is not five (x, y) points")
         self.size = card.input.size
+        self.equalise_below = card.alignment.equalise_dark_chips_below
         self.dlib_5: Dlib5Framing | None = card.alignment.dlib_5
         self.predictor: ShapePredictor | None = None
         if "dlib-5" in self.views:
@@ -60,7 +84,7 @@ class Framer:
             self.predictor = ShapePredictor.load(Path(model_dir) / self.dlib_5.shape_predictor)
 
     def landmarks_chip(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
-        return align(image, face.landmarks, self.template, self.size)
+        return lit(align(image, face.landmarks, self.template, self.size), self.equalise_below)
 
     def dlib_5_chip(self, image: np.ndarray, face: DetectedFace) -> np.ndarray | None:
         """The dlib-5 chip, or None for a face turned beyond the predictor's reach."""
@@ -68,7 +92,7 @@ class Framer:
         if yaw(face.landmarks) > self.dlib_5.max_yaw:
             return None
         points = self.predictor.predict(intensity(image), dlib_box(face.box, self.dlib_5.box_map))
-        return dlib_face_chip(image, points, self.dlib_5.size, self.dlib_5.padding)
+        return lit(dlib_face_chip(image, points, self.dlib_5.size, self.dlib_5.padding), self.equalise_below)
 
     def first_view(self, image: np.ndarray, face: DetectedFace) -> np.ndarray:
         """The S x S x 3 chip of the card's first view alone."""

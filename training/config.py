@@ -58,6 +58,9 @@ class AlignmentConfig(Strict):
         0.8562440075067215,
     ]
     dlib_5_max_yaw: float = 0.45  # above LFW's 99th percentile (~0.43): the predictor's frontal range
+    # Chips darker than this in their middle (mean luminance, 0-255) are equalised before the network
+    # (model/framing.py; bench/dark_chips.py chose it on LFW folds 1-4). 0: never.
+    equalise_dark_chips_below: float = 0.0
 
 
 class BatchConfig(Strict):

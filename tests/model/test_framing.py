@@ -14,7 +14,7 @@ from facever.model.card import AlignmentSpec, Dlib5Framing, ModelCard
 from facever.model.detection import DetectedFace
 from facever.model.embedding import normalise
 from facever.model.face_choice import choose_face
-from facever.model.framing import Framer, dlib_box, yaw
+from facever.model.framing import Framer, dlib_box, lit, middle_luminance, yaw
 from facever.model.images import read_image
 from facever.model.runtime import FacePipeline
 from facever.training.networks.dlib_shape_predictor import read_shape_predictor
@@ -30,7 +30,11 @@ def two_view_model(tmp_path_factory) -> Path:
     (folder / "facever.onnx").symlink_to(DEFAULT_MODEL / "facever.onnx")
     card = ModelCard.load(DEFAULT_MODEL)
     card.alignment = card.alignment.model_copy(
-        update={"views": ["landmarks", "dlib-5"], "dlib_5": Dlib5Framing(box_map=BOX_MAP, max_yaw=0.45)}
+        update={
+            "views": ["landmarks", "dlib-5"],
+            "dlib_5": Dlib5Framing(box_map=BOX_MAP, max_yaw=0.45),
+            "equalise_dark_chips_below": 0.0,  # dlib's own chip, untouched, for the parity test
+        }
     )
     card.save(folder)
     read_shape_predictor().save(folder / "shape_predictor_5.npz")
@@ -132,3 +136,46 @@ def test_a_model_directory_without_the_predictor_file_is_refused(two_view_model,
         shutil.copy(two_view_model / name, tmp_path / name)
     with pytest.raises(FileNotFoundError):
         Framer(ModelCard.load(tmp_path), tmp_path)
+
+
+def _darkened(rgb: np.ndarray, factor: float) -> np.ndarray:
+    return np.round(rgb.astype(np.float64) * factor).astype(np.uint8)
+
+
+def test_middle_luminance_looks_at_the_face_not_the_black_surround():
+    chip = np.zeros((150, 150, 3), np.uint8)
+    chip[25:125, 25:125] = (200, 100, 50)
+    assert middle_luminance(chip) == pytest.approx(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
+
+
+def test_only_chips_darker_than_the_cards_level_are_equalised(photos):
+    bright = photos[0][:150, :150]
+    dark = _darkened(bright, 0.2)
+    assert middle_luminance(dark) < 40 < middle_luminance(bright)
+    assert lit(bright, 40.0) is bright
+    assert lit(dark, 0.0) is dark  # 0: never
+    equalised = lit(dark, 40.0)
+    assert equalised.shape == dark.shape and equalised.dtype == np.uint8
+    assert middle_luminance(equalised) > 2 * middle_luminance(dark)
+    spread = lambda chip: np.ptp(chip.reshape(-1, 3) @ np.array([0.299, 0.587, 0.114]))  # noqa: E731
+    assert spread(equalised) > 2 * spread(dark)
+
+
+def test_the_runtime_embeds_a_dark_face_from_its_equalised_chip(two_view_model, photos, tmp_path):
+    for name in ("facever.onnx", "shape_predictor_5.npz"):
+        (tmp_path / name).symlink_to(two_view_model / name)
+    card = ModelCard.load(two_view_model)
+    card.alignment = card.alignment.model_copy(update={"equalise_dark_chips_below": 70.0})
+    card.save(tmp_path)
+    plain = FacePipeline(two_view_model, "cpu", 1, detection_device="cpu")
+    lifting = FacePipeline(tmp_path, "cpu", 1, detection_device="cpu")
+    dark = _darkened(photos[1], 0.25)
+    face = choose_face(plain.detect(dark))
+    assert middle_luminance(plain.crop(dark, face)) < 70
+    views = lifting.views(dark, face)
+    assert all(middle_luminance(view) >= 70 for view in views)
+    assert np.array_equal(lifting.crop(dark, face), views[0])
+    assert np.array_equal(views[0], lit(plain.views(dark, face)[0], 70.0))
+    # a photo lit as usual: the same chips either way
+    bright_face = choose_face(plain.detect(photos[1]))
+    assert np.array_equal(lifting.views(photos[1], bright_face), plain.views(photos[1], bright_face))

@@ -83,9 +83,14 @@ def alignment_spec(config: TrainConfig) -> AlignmentSpec:
             "average, in the chips dlib cuts with its own 5-point shape model (model/alignment.py)",
             views=views,
             dlib_5=dlib_5,
+            equalise_dark_chips_below=config.alignment.equalise_dark_chips_below,
         )
     if views != ["landmarks"]:
         raise ValueError(
             "the dlib-5 view frames dlib's 150x150 chip: only for network.architecture dlib-resnet"
         )
-    return AlignmentSpec(template=points, zoom=config.data.crop_zoom)
+    return AlignmentSpec(
+        template=points,
+        zoom=config.data.crop_zoom,
+        equalise_dark_chips_below=config.alignment.equalise_dark_chips_below,
+    )
