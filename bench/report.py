@@ -61,6 +61,7 @@ SECTIONS = (
     "db_contention-before",
     "proxies",
     "proxies-no-relight",
+    "dark_chips",
 )
 
 
