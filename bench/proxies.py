@@ -274,10 +274,9 @@ def main() -> None:
         ),
         "CFP-FF": ([p for p in cfp.pairs("FF") if p.fold in args.cfp_folds], cfp.path, args.cfp_folds),
     }
-    thresholds = pipeline.card.thresholds
     card_thresholds = {
         "verify": pipeline.card.threshold,
-        "far_1e-3": thresholds.far_1e_3,
+        "far_1e-3": pipeline.card.thresholds.far_1e_3,
         "identify": pipeline.card.identify_threshold,
     }
     results = []

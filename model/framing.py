@@ -24,6 +24,7 @@ import numpy as np
 from facever.model.alignment import align, dlib_face_chip
 from facever.model.card import Dlib5Framing, ModelCard
 from facever.model.detection import DetectedFace, equalized_luminance
+from facever.model.images import LUMA
 from facever.model.landmarks import Box, ShapePredictor, intensity
 
 
@@ -35,9 +36,6 @@ def dlib_box(box: tuple[float, float, float, float], box_map: np.ndarray | list[
     w, h = x2 - x1, y2 - y1
     cx, cy = (x1 + x2) / 2 + a * w, (y1 + y2) / 2 + b * h
     return round(cx - c * w / 2), round(cy - d * h / 2), round(cx + c * w / 2), round(cy + d * h / 2)
-
-
-LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow's "L" and "YCbCr"
 
 
 def middle_luminance(chip: np.ndarray) -> float:

@@ -197,7 +197,10 @@ def to_rgb(image: Image.Image, sixteen_bit: bool = False) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601-2 luma weights, as PIL's "L" and "YCbCr"
+
+
 def to_luma(rgb: np.ndarray) -> np.ndarray:
     """(..., 3) uint8 RGB -> (...) uint8 luma, with PIL's "L" weights (ITU-R 601-2)."""
-    weights = np.array([19595, 38470, 7471], np.uint32)  # PIL's fixed-point 0.299, 0.587, 0.114
+    weights = np.array([19595, 38470, 7471], np.uint32)  # PIL's fixed-point LUMA
     return ((rgb.astype(np.uint32) @ weights + 0x8000) >> 16).astype(np.uint8)

@@ -29,6 +29,7 @@ import numpy as np
 
 from facever.model.detection import DetectedFace
 from facever.model.errors import ErrorCode
+from facever.model.images import LUMA
 
 # (value at which the score is 0, value at which it is 1); decreasing ramps have lo > hi.
 RAMPS = {
@@ -50,7 +51,7 @@ NOSE_DEPTH = 0.5
 # Where the nose falls between the eye line (0) and the mouth line (1) on a frontal face (the template).
 NOSE_FRONTAL = 0.494
 BOX_PER_IOD = 2.5  # box side over inter-ocular distance on frontal LFW faces (about)
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_LUMA = LUMA.astype(np.float32)
 
 
 @dataclass(frozen=True)
