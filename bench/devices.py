@@ -123,8 +123,7 @@ def profile_networks(device: str, repeats: int) -> dict:
         # onnxruntime writes the profile where it is told, the working directory by default
         folder = tempfile.TemporaryDirectory()
         session_options.profile_file_prefix = str(Path(folder.name) / name)
-        path = detection._model_path(name)
-        model = detection._pnet_with_mask(path) if name == "pnet" else str(path)
+        model = detection.mtcnn_graph(name, split_prelu=device != "cuda", mask=name == "pnet")
         session = onnxruntime.InferenceSession(model, session_options, providers=options)
         walls: dict[int, list[float]] = {batch: [] for batch in groups}
         for round_ in range(repeats + 2):  # the first two rounds pay for each shape's first runs

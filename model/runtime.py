@@ -3,7 +3,6 @@ image -> faces (detection) -> aligned crops (alignment) -> embeddings (ONNX netw
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 from collections.abc import Sequence
@@ -111,14 +110,8 @@ class FacePipeline:
 
 
 def detector_config_for(config: DetectorConfig, device: str) -> DetectorConfig:
-    """On CUDA, P-Net on the canvases of CUDA_CANVAS and max_side, unless the config names its own (or
-    the onnx package that makes the canvas's P-Net is missing: the faces are the same without)."""
+    """On CUDA, P-Net on the canvases of CUDA_CANVAS and max_side, unless the config names its own."""
     if device == "cuda" and not config.canvas:
-        if importlib.util.find_spec("onnx") is None:
-            log.warning(
-                "the onnx package is missing: detection on CUDA runs without canvases (pip install onnx)"
-            )
-            return config
         smaller = tuple(side for side in CUDA_CANVAS if side < config.max_side)
         return replace(config, canvas=(*smaller, config.max_side))
     return config

@@ -229,16 +229,13 @@ def test_the_canvas_mask_keeps_each_image_s_own_pnet_cells():
     assert mismatched_without_mask >= 3  # the odd sides
 
 
-def test_on_cuda_p_net_runs_on_canvases_up_to_max_side(monkeypatch):
+def test_on_cuda_p_net_runs_on_canvases_up_to_max_side():
     from facever.model import runtime
 
     assert runtime.detector_config_for(DetectorConfig(), "cuda").canvas == (256, 512, 800)
     assert runtime.detector_config_for(DetectorConfig(max_side=400), "cuda").canvas == (256, 400)
     assert runtime.detector_config_for(DetectorConfig(canvas=(640,)), "cuda").canvas == (640,)
     assert runtime.detector_config_for(DetectorConfig(), "cpu").canvas == ()
-    # without the onnx package (a GPU install without the gpu extra's onnx): own sizes, same faces
-    monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name: None)
-    assert runtime.detector_config_for(DetectorConfig(), "cuda").canvas == ()
 
 
 def test_mirrored_landmarks_are_mirrored_back_about_the_crop_s_centre():
@@ -329,3 +326,23 @@ def test_where_p_net_s_strong_candidates_give_no_face_its_weaker_ones_are_tried(
         expected, got = one_step.detect(image), two_steps.detect(image)
         assert expected and [f.box for f in got] == [f.box for f in expected]
         assert all(np.array_equal(a.landmarks, b.landmarks) for a, b in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"), [("pnet", (2, 75, 61, 3)), ("rnet", (8, 24, 24, 3)), ("onet", (3, 48, 48, 3))]
+)
+def test_mtcnn_with_prelu_split_answers_exactly_as_shipped(name, shape):
+    import onnxruntime
+
+    shipped = onnxruntime.InferenceSession(
+        str(detection._model_path(name)), providers=["CPUExecutionProvider"]
+    )
+    split_graph = detection.mtcnn_graph(name, split_prelu=True)
+    split = onnxruntime.InferenceSession(split_graph, providers=["CPUExecutionProvider"])
+    assert b"PRelu" not in split_graph and b"PRelu" in detection.mtcnn_graph(name)
+    # activations of both signs, zeros among them
+    crops = np.random.default_rng(5).uniform(-1, 1, shape).astype(np.float32)
+    crops[:, ::7] = 0
+    feed = {shipped.get_inputs()[0].name: crops}
+    for expected, got in zip(shipped.run(None, feed), split.run(None, feed), strict=True):
+        np.testing.assert_array_equal(got, expected)
