@@ -7,6 +7,11 @@ The stages are timed by wrapping the detector's and the embedder's methods and s
 process (a few microseconds each); the whole image is timed as bench/speed.py times it (choose the
 face, cut its views, embed them). Also counted: how many candidate crops R-Net and O-Net see a photo.
 The networks' share is the floor that no work around them can lower.
+
+``--between`` sets what the core does before each photo: nothing (photos back to back, as a busy
+service takes them), a 100 ms pause, or dlib's whole pipeline on the same photo (as bench/speed.py
+takes turns). What a photo costs after a pause or after dlib, against back to back, is the time the
+machine needs to bring facever's code and weights back into its caches.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from facever.model.runtime import FacePipeline
 from facever.training.evaluation.lfw import LFW
 
 PASSES = 3  # timed passes over the images; each stage's time is its median over images and passes
+PAUSE_S = 0.1  # --between pause: about what dlib's pipeline takes for a photo
+BETWEEN = ("nothing", "pause", "dlib")
 
 
 class Stopwatch:
@@ -69,6 +76,9 @@ def crops_seen(session, watch: Stopwatch, name: str) -> None:
 def main() -> None:
     parser = common.parser(__doc__.splitlines()[0], "stages")
     parser.add_argument("--images", type=int, help="LFW images (default 200, as bench/speed.py; smoke 4)")
+    parser.add_argument(
+        "--between", choices=BETWEEN, default="nothing", help="what runs before each photo (nothing)"
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     run = common.Run("stages", args)
@@ -105,12 +115,14 @@ def main() -> None:
         watch.seconds["embedding"] += done - chosen
         return done - start
 
+    between = before_each_photo(args.between)
     whole(images[0])  # warm-up
     watch.take()
     per_image: dict[str, list[float]] = defaultdict(list)
     counts: dict[str, list[int]] = defaultdict(list)
     for _ in range(PASSES):
         for image in images:
+            between(image)
             total = whole(image)
             seconds, calls = watch.take()
             # The session wrappers time each network alone; the stage wrappers all of its stage.
@@ -169,12 +181,29 @@ def main() -> None:
         "candidate_crops_per_image": {name: float(np.mean(c)) for name, c in counts.items()},
     }
     crops = ", ".join(f"{name} {np.mean(c):.1f}" for name, c in counts.items())
+    before = {
+        "nothing": "back to back",
+        "pause": f"{PAUSE_S * 1000:.0f} ms pause before each",
+        "dlib": "dlib's pipeline before each",
+    }
+    title = f"One core, {len(images)} LFW images x {PASSES}, {before[args.between]}"
     tables = {
-        f"One core, {len(images)} LFW images x {PASSES}: milliseconds a photo ({crops} a photo)": (
-            common.markdown_table(["stage", "median ms", "mean ms", "share of the mean whole image"], rows)
+        f"{title}: milliseconds a photo ({crops} a photo)": common.markdown_table(
+            ["stage", "median ms", "mean ms", "share of the mean whole image"], rows
         )
     }
-    run.finish({"model": common.model_info(args.model), "images": len(images)}, results, tables)
+    config = {"model": common.model_info(args.model), "images": len(images), "between": args.between}
+    run.finish(config, results, tables)
+
+
+def before_each_photo(between: str) -> Callable[[np.ndarray], object]:
+    if between == "pause":
+        return lambda image: time.sleep(PAUSE_S)
+    if between == "dlib":
+        from speed import DlibEngine
+
+        return DlibEngine().run
+    return lambda image: None
 
 
 if __name__ == "__main__":

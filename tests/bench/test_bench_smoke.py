@@ -436,3 +436,25 @@ def test_stages(smoke):
     )
     assert all(stages[s]["mean_ms"] > 0 for s in parts) and payload["results"]["networks_ms"] > 0
     assert payload["results"]["candidate_crops_per_image"]["R-Net crops"] >= 1
+
+
+def test_stages_with_a_pause_before_each_photo(results_dir, lfw_root):
+    command = [
+        sys.executable,
+        str(BENCH / "stages.py"),
+        "--smoke",
+        "--between",
+        "pause",
+        "--out",
+        str(results_dir),
+    ]
+    command += ["--name", "stages-pause", "--data", str(lfw_root)]
+    if model := os.environ.get("FACEVER_TEST_MODEL_DIR"):
+        command += ["--model", model]
+    subprocess.run(command, cwd=REPO, check=True, timeout=900)
+    payload = json.loads((results_dir / "stages-pause.json").read_text())
+    assert payload["config"]["between"] == "pause"
+    assert "100 ms pause before each" in next(iter(payload["tables"]))
+    stages = payload["results"]["stages"]
+    # the pause itself is not timed: a photo is nowhere near 100 ms
+    assert stages["whole image"]["median_ms"] < 100
