@@ -582,8 +582,9 @@ def _holds_centre(outer: DetectedFace, inner: DetectedFace) -> bool:
 
 
 def _network_input(rgb: np.ndarray) -> np.ndarray:
-    """(N, W, H, 3) uint8 RGB -> float32 scaled to [-1, 1], as MTCNN expects."""
-    return (rgb.astype(np.float32) - 127.5) * 0.0078125
+    """(N, W, H, 3) uint8 RGB -> float32 scaled to [-1, 1], as MTCNN expects. A transposed view is made
+    contiguous while it is still bytes: onnxruntime would copy the floats otherwise."""
+    return (np.ascontiguousarray(rgb).astype(np.float32) - 127.5) * 0.0078125
 
 
 def equalized_luminance(image: np.ndarray) -> np.ndarray:
