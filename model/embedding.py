@@ -44,12 +44,13 @@ class Embedder:
             raise ValueError(f"expected (N, {self.size}, {self.size}, 3) crops, got {crops.shape}")
         if not len(crops):
             return np.empty((0, self.card.embedding_size), np.float32)
-        if self.card.input.channels == 1:
-            batch = to_luma(crops)[:, None].astype(np.float32)
-        else:
-            batch = crops.transpose(0, 3, 1, 2).astype(np.float32)
+        rows = to_luma(crops)[:, None] if self.card.input.channels == 1 else crops.transpose(0, 3, 1, 2)
+        # Written straight into one float array (the mirror images after the faces): converting first and
+        # concatenating after copies the floats twice.
+        batch = np.empty((len(rows) * (2 if self.card.flip_test_time else 1), *rows.shape[1:]), np.float32)
+        batch[: len(rows)] = rows
         if self.card.flip_test_time:
-            batch = np.concatenate([batch, batch[..., ::-1]])
+            batch[len(rows) :] = rows[..., ::-1]
         # On CUDA each new batch size costs a new plan: run in power-of-two sizes (pad_to_bucket).
         embeddings = run_batch(self.session, self._input, batch, pad=self.on_gpu)[0]
         if self.card.flip_test_time:
