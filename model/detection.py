@@ -668,8 +668,8 @@ NMS_ALL_PAIRS = 512
 
 def _nms(boxes: np.ndarray, threshold: float, by_min: bool = False) -> np.ndarray:
     """Indices kept by greedy non-maximum suppression on (x1, y1, x2, y2, score, ...) rows."""
-    if not len(boxes):
-        return np.empty(0, dtype=int)
+    if len(boxes) <= 1:  # nothing to suppress (a level or a stage often has one box)
+        return np.arange(len(boxes))
     x1, y1, x2, y2, scores = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
     areas = (x2 - x1 + 1) * (y2 - y1 + 1)
 
