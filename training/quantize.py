@@ -2,12 +2,13 @@
 again for the int8 network exactly as for the float one.
 
 Weights become int8 per output channel, activations uint8 (QDQ format, which onnxruntime runs with
-int8 kernels, VNNI where the CPU has it), after the float graph is rewritten into operations those
-kernels run faster (training/int8_graph.py). The activation ranges are measured on aligned chips of the
-calibration folds' people (LFW fold 9 for the shipped model), never on a test fold. The int8 network
-is a different model: its card has its own name (``<name>-int8``, ``<name>-int8-mirrored`` when it
-also embeds each face's mirror image), so its templates are never compared with the float model's.
-The shipped default model is model/float's copy, mirrored (bench/model_choice.py).
+int8 kernels, VNNI where the CPU has it); then the stem is rewritten into operations those kernels
+run faster, with the same answers (training/int8_graph.py). The activation ranges are measured on
+aligned chips of the calibration folds' people (LFW fold 9 for the shipped model), never on a test
+fold. The int8 network is a different model: its card has its own name (``<name>-int8``,
+``<name>-int8-mirrored`` when it also embeds each face's mirror image), so its templates are never
+compared with the float model's. The shipped default model is model/float's copy, mirrored
+(bench/model_choice.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from facever.model.card import ONNX_FILE, ModelCard, TrainingRecord
 from facever.model.images import ImageError, read_image
 from facever.model.runtime import FacePipeline
 from facever.training.evaluation.lfw import LFW
-from facever.training.int8_graph import rewrite_for_int8
+from facever.training.int8_graph import space_to_depth_stem
 from facever.training.release import calibrate_card, git_commit
 
 CHIPS = 200  # calibration chips for the activation ranges: ranges settle well before this
@@ -82,12 +83,9 @@ def quantize(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
-        graph = onnx.load(model_dir / ONNX_FILE)
-        rewrites = rewrite_for_int8(graph)
-        rewritten, prepared = Path(work) / "rewritten.onnx", Path(work) / "prepared.onnx"
-        onnx.save(graph, rewritten)
+        prepared = Path(work) / "prepared.onnx"
         # onnxruntime's symbolic shape inference trips on the exporter's graph; ONNX's own is enough here
-        quant_pre_process(str(rewritten), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(model_dir / ONNX_FILE), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),
             str(out_dir / ONNX_FILE),
@@ -97,6 +95,9 @@ def quantize(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )
+    quantised = onnx.load(out_dir / ONNX_FILE)
+    stem_rewritten = space_to_depth_stem(quantised)
+    onnx.save(quantised, out_dir / ONNX_FILE)
 
     int8 = card.model_copy(deep=True)
     mirrored = card.flip_test_time if flip_test_time is None else flip_test_time
@@ -114,8 +115,8 @@ def quantize(
                 "method": "onnxruntime static quantisation, QDQ: int8 weights per output channel, uint8 "
                 "activations"
                 + (
-                    f"; the float graph first rewritten ({', '.join(rewrites)}: training/int8_graph.py)"
-                    if rewrites
+                    "; the stem as SpaceToDepth + a stride-1 convolution, the same integer sums"
+                    if stem_rewritten
                     else ""
                 ),
                 "calibration_chips": len(chips),

@@ -1,62 +1,86 @@
-"""The float graph's rewrites before quantisation: the same function, in the operations onnxruntime's
-int8 kernels run fast."""
-
-from pathlib import Path
+"""The quantised stem rewritten as SpaceToDepth + a stride-1 convolution: exactly the same answers."""
 
 import numpy as np
 import onnx
 import onnxruntime
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from facever.model.card import ONNX_FILE
-from facever.training.int8_graph import (
-    fold_normalisation,
-    rewrite_for_int8,
-    shortcut_pools_as_convolutions,
-    space_to_depth_stem,
-)
-
-SHIPPED_FLOAT = Path(__file__).resolve().parents[2] / "model" / "float" / ONNX_FILE
+from facever.training.int8_graph import space_to_depth_stem
 
 
-def embeddings(model: onnx.ModelProto | Path, pixels: np.ndarray) -> np.ndarray:
-    source = str(model) if isinstance(model, Path) else model.SerializeToString()
-    session = onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: pixels})[0]
+class _Pixels(CalibrationDataReader):
+    def __init__(self, batches):
+        self.batches = iter({"pixels": batch} for batch in batches)
+
+    def get_next(self):
+        return next(self.batches, None)
 
 
-@pytest.fixture(scope="module")
-def pixels():
-    return np.random.default_rng(2).uniform(0, 255, (3, 3, 150, 150)).astype(np.float32)
-
-
-@pytest.mark.parametrize("rewrite", [fold_normalisation, space_to_depth_stem, shortcut_pools_as_convolutions])
-def test_each_rewrite_alone_keeps_the_embeddings(rewrite, pixels):
-    model = onnx.load(SHIPPED_FLOAT)
-    assert rewrite(model)
-    onnx.checker.check_model(onnx.shape_inference.infer_shapes(model, strict_mode=True))
-    np.testing.assert_allclose(embeddings(model, pixels), embeddings(SHIPPED_FLOAT, pixels), atol=1e-5)
-    assert not rewrite(model)  # nothing left to rewrite
-
-
-def test_all_rewrites_leave_only_fast_operations(pixels):
-    model = onnx.load(SHIPPED_FLOAT)
-    assert rewrite_for_int8(model) == [
-        "fold_normalisation",
-        "space_to_depth_stem",
-        "shortcut_pools_as_convolutions",
+def quantised_stem_network(tmp_path, side: int = 30, stride: int = 2, kernel: int = 7):
+    """A dlib-like opening (a 7x7/2 convolution over RGB, ReLU, a 3x3 convolution), quantised as
+    facever quantize quantises: QDQ, int8 weights per output channel, uint8 activations."""
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.normal(0, 0.1, (8, 3, kernel, kernel)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.normal(0, 0.1, (4, 8, 3, 3)).astype(np.float32), "w2"),
     ]
-    assert "AveragePool" not in [node.op_type for node in model.graph.node]
-    # the pixels go straight into the stem: no normalising Sub and Div before it
-    pixels_name = model.graph.input[0].name
-    assert sorted(n.op_type for n in model.graph.node if pixels_name in n.input) == ["Shape", "SpaceToDepth"]
-    stem = next(node for node in model.graph.node if node.op_type == "Conv")
-    assert stem.input[0].endswith("/space_to_depth")
-    assert {a.name: list(a.ints) for a in stem.attribute if a.name in ("strides", "kernel_shape")} == {
-        "strides": [1, 1],
-        "kernel_shape": [4, 4],
-    }
-    # the channel zero-padding after each pool went with it; the spatial padding of the last stage stays
-    pads = [node for node in model.graph.node if node.op_type == "Pad"]
-    assert len(pads) == 2
-    np.testing.assert_allclose(embeddings(model, pixels), embeddings(SHIPPED_FLOAT, pixels), atol=1e-5)
+    nodes = [
+        helper.make_node(
+            "Conv", ["pixels", "w1", "b1"], ["stem"], kernel_shape=[kernel] * 2, strides=[stride] * 2
+        ),
+        helper.make_node("Relu", ["stem"], ["relu"]),
+        helper.make_node("Conv", ["relu", "w2"], ["out"], kernel_shape=[3, 3]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "stem",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 3, side, side])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        weights,
+    )
+    float_path, int8_path = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), float_path)
+    calibration = [rng.uniform(0, 1, (1, 3, side, side)).astype(np.float32) for _ in range(4)]
+    quantize_static(
+        str(float_path),
+        str(int8_path),
+        _Pixels(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return onnx.load(int8_path)
+
+
+def answers(model: onnx.ModelProto, pixels: np.ndarray) -> np.ndarray:
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"pixels": pixels})[0]
+
+
+def test_the_rewritten_stem_gives_exactly_the_same_answers(tmp_path):
+    quantised = quantised_stem_network(tmp_path)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(quantised)
+    assert space_to_depth_stem(rewritten)
+
+    stem = next(node for node in rewritten.graph.node if node.op_type == "Conv")
+    attributes = {a.name: list(a.ints) for a in stem.attribute if a.name in ("strides", "kernel_shape")}
+    assert attributes == {"strides": [1, 1], "kernel_shape": [4, 4]}
+    assert "SpaceToDepth" in [node.op_type for node in rewritten.graph.node]
+    onnx.checker.check_model(onnx.shape_inference.infer_shapes(rewritten, strict_mode=True))
+
+    pixels = np.random.default_rng(1).uniform(0, 1, (3, 3, 30, 30)).astype(np.float32)
+    np.testing.assert_array_equal(answers(rewritten, pixels), answers(quantised, pixels))
+    assert not space_to_depth_stem(rewritten)  # a stride-1 stem is left as it is
+
+
+@pytest.mark.parametrize(("side", "stride"), [(31, 2), (30, 1)])
+def test_a_stem_it_cannot_rewrite_exactly_is_left_as_it_is(tmp_path, side, stride):
+    quantised = quantised_stem_network(tmp_path, side=side, stride=stride, kernel=3)
+    before = quantised.SerializeToString()
+    assert not space_to_depth_stem(quantised)
+    assert quantised.SerializeToString() == before
