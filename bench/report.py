@@ -62,6 +62,9 @@ SECTIONS = (
     "proxies",
     "proxies-no-relight",
     "dark_chips",
+    "stages-pause",
+    "stages-dlib",
+    "speed-before-fifth-sitting",
 )
 
 
