@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import time
 from pathlib import Path
 
@@ -32,12 +31,13 @@ import common
 import numpy as np
 from accuracy import dlib_embeddings
 from PIL import Image
+from scipy.stats import binomtest
 
 from facever.model.alignment import TEMPLATE_112, align
 from facever.model.detection import DetectorConfig, FaceDetector
 from facever.model.face_choice import choose_face
 from facever.model.images import ImageError, read_image
-from facever.model.matching import is_match, pair_scores
+from facever.model.matching import all_pairs, is_match, match_rate, pair_scores
 from facever.model.runtime import FacePipeline
 from facever.training.evaluation.cfp import CFP, person
 from facever.training.evaluation.evaluate import embed_images
@@ -131,9 +131,9 @@ def discordant(ours_right: np.ndarray, theirs_right: np.ndarray) -> dict:
     uneven a split of them is if both systems were equally accurate (a binomial test at 1/2)."""
     ours_only = int(np.sum(ours_right & ~theirs_right))
     theirs_only = int(np.sum(theirs_right & ~ours_right))
-    n, k = ours_only + theirs_only, min(ours_only, theirs_only)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return {"facever_only_right": ours_only, "dlib_only_right": theirs_only, "mcnemar_p": min(1.0, 2 * tail)}
+    n = ours_only + theirs_only
+    p = binomtest(ours_only, n, 0.5).pvalue if n else 1.0
+    return {"facever_only_right": ours_only, "dlib_only_right": theirs_only, "mcnemar_p": float(p)}
 
 
 def compare(
@@ -165,21 +165,13 @@ def all_vs_all(embeddings: dict[str, np.ndarray], thresholds: dict[str, float], 
     threshold (cosine; for "euclidean", minus the distance)."""
     keys = sorted(k for k, v in embeddings.items() if not np.isnan(v).any())
     vectors = np.stack([embeddings[k] for k in keys]).astype(np.float64)
-    first, second = np.triu_indices(len(keys), 1)
-    gram = vectors @ vectors.T  # N x N, not a vector per pair (4.7 M pairs on LFW folds 1-4)
-    if metric == "cosine":
-        scores = gram[first, second]
-    else:
-        squared = np.diag(gram)
-        scores = -np.sqrt(np.maximum(squared[first] + squared[second] - 2 * gram[first, second], 0.0))
-    people = np.array([person(k) for k in keys])
-    same = people[first] == people[second]
+    scores, same = all_pairs(vectors, [person(k) for k in keys], metric)
     return {
         "photos": len(keys),
         "impostor_pairs": int((~same).sum()),
         "genuine_pairs": int(same.sum()),
-        "far": {name: float(np.mean(scores[~same] >= t)) for name, t in thresholds.items()},
-        "tar": {name: float(np.mean(scores[same] >= t)) for name, t in thresholds.items()},
+        "far": {name: match_rate(scores[~same], t) for name, t in thresholds.items()},
+        "tar": {name: match_rate(scores[same], t) for name, t in thresholds.items()},
     }
 
 
