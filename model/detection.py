@@ -493,8 +493,53 @@ def mtcnn_graph(name: str, split_prelu: bool = False, mask: bool = False) -> byt
     if mask:
         _add_pooling_mask(model)
     if split_prelu:
+        _pad_pooled_channels(model)
         _split_prelu(model)
     return model.SerializeToString()
+
+
+# onnxruntime's blocked layout on the CPU (NCHWc) holds channels in blocks of 8 or 16, and a max pooling
+# stays in it only when its channels fill whole blocks; R-Net's first (28 channels) did not, and cost
+# two reorders around a plain pooling.
+CHANNEL_BLOCK = 16
+
+
+def _pad_pooled_channels(model: onnx.ModelProto) -> None:
+    """Each convolution -> PRelu -> MaxPool -> convolution whose pooled channels are more than one
+    block but not whole blocks gets zero channels up to whole blocks: zero filters and bias, zero slopes,
+    and zero weights for them in the next convolution, so every sum gains only exact zeros (the
+    blocked layout pads those channels internally anyway). Fewer channels than a block are left: the
+    next convolution would take another path, with other rounding."""
+    arrays = {tensor.name: tensor for tensor in model.graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def only_consumer(node: onnx.NodeProto, op_type: str) -> onnx.NodeProto | None:
+        found = consumers.get(node.output[0], [])
+        return found[0] if len(found) == 1 and found[0].op_type == op_type else None
+
+    def padded(name: str, axis: int, extra: int) -> None:
+        array = onnx.numpy_helper.to_array(arrays[name])
+        shape = list(array.shape)
+        shape[axis] = extra
+        grown = np.concatenate([array, np.zeros(shape, array.dtype)], axis=axis)
+        arrays[name].CopyFrom(onnx.numpy_helper.from_array(grown, name))
+
+    for conv in [node for node in model.graph.node if node.op_type == "Conv"]:
+        prelu = only_consumer(conv, "PRelu")
+        pool = prelu and only_consumer(prelu, "MaxPool")
+        after = pool and only_consumer(pool, "Conv")
+        channels = onnx.numpy_helper.to_array(arrays[conv.input[1]]).shape[0]
+        extra = -channels % CHANNEL_BLOCK
+        if after is None or channels < CHANNEL_BLOCK or not extra:
+            continue
+        padded(conv.input[1], 0, extra)
+        if len(conv.input) > 2:
+            padded(conv.input[2], 0, extra)
+        padded(prelu.input[1], 1, extra)  # slopes (1, C, 1, 1)
+        padded(after.input[1], 1, extra)
 
 
 def _split_prelu(model: onnx.ModelProto) -> None:

@@ -346,3 +346,17 @@ def test_mtcnn_with_prelu_split_answers_exactly_as_shipped(name, shape):
     feed = {shipped.get_inputs()[0].name: crops}
     for expected, got in zip(shipped.run(None, feed), split.run(None, feed), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_rnet_pooled_channels_padded_to_whole_blocks():
+    """R-Net's first convolution (28 filters) gains four zero filters so that its pooling stays in
+    onnxruntime's blocked layout; P-Net's (10, fewer than a block) and O-Net's (32) keep theirs."""
+    import onnx
+
+    def first_filters(name: str) -> int:
+        model = onnx.load_from_string(detection.mtcnn_graph(name, split_prelu=True))
+        weights = {tensor.name: tensor for tensor in model.graph.initializer}
+        first = next(node for node in model.graph.node if node.op_type == "Conv")
+        return int(weights[first.input[1]].dims[0])
+
+    assert [first_filters(name) for name in ("pnet", "rnet", "onet")] == [10, 32, 32]
