@@ -50,6 +50,7 @@ SECTIONS = (
     "reframe",
     "stages",
     "pnet_fill",
+    "pyramid",
     "proxies-pnet-fill",
     "proxies-lfw-folds-1-4",
     "resampling-pillow",

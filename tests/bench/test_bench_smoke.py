@@ -268,6 +268,16 @@ def test_pnet_fill(smoke):
             assert 0 <= report[setting]["accuracy"] <= 1 and 0 <= report[setting]["auc"] <= 1
 
 
+def test_pyramid(smoke):
+    payload = smoke("pyramid")
+    check_common(payload, "pyramid")
+    assert list(payload["results"]) == ["original", "tight", "relit"]
+    for report in payload["results"].values():
+        for setting in ("levels from the photo", "levels from the level before"):
+            assert 0 <= report[setting]["no_face"] <= report[setting]["photos"]
+            assert 0 <= report[setting]["accuracy"] <= 1 and 0 <= report[setting]["auc"] <= 1
+
+
 def test_model_choice(results_dir, lfw_root):
     """The four settings, with the shipped models standing in for the two the script is given."""
     command = [sys.executable, str(BENCH / "model_choice.py"), "--smoke", "--out", str(results_dir)]

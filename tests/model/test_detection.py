@@ -360,3 +360,28 @@ def test_rnet_pooled_channels_padded_to_whole_blocks():
         return int(weights[first.input[1]].dims[0])
 
     assert [first_filters(name) for name in ("pnet", "rnet", "onet")] == [10, 32, 32]
+
+
+@pytest.mark.parametrize("from_previous", [False, True])
+def test_pyramid_levels_resized_from_the_photo_or_the_level_before(from_previous, lfw_image):
+    """P-Net sees each level area-averaged from the photo, or (``pyramid_from_previous``) from the level
+    before it; either way it still finds the face."""
+    detector = FaceDetector(
+        DetectorConfig(equalize=False, retry_margin=0, pyramid_from_previous=from_previous), "cpu", 1
+    )
+    levels: list[np.ndarray] = []
+    inner = detector._pnet
+
+    def seen(scaled, shape):
+        levels.extend(scaled)
+        return inner(scaled, shape)
+
+    detector._pnet = seen
+    image = read_image(lfw_image(KEYS[0]))
+    assert detector.detect(image)
+    assert len(levels) >= 4 and levels[0].shape[0] > levels[-1].shape[0]
+    photo = Image.fromarray(image)
+    for before, level in zip(levels, levels[1:], strict=False):
+        source = Image.fromarray(before) if from_previous else photo
+        size = (level.shape[1], level.shape[0])
+        np.testing.assert_array_equal(level, np.asarray(source.resize(size, Image.Resampling.BOX)))
