@@ -1,5 +1,5 @@
-"""The quantised graph's stem, rewritten into operations onnxruntime's int8 kernels run faster, with
-exactly the same answers.
+"""The quantised graph rewritten into operations onnxruntime's int8 kernels run faster, with exactly
+the same answers: the stem, and convolutions over a single pixel.
 
 dlib's network opens with a 7x7 convolution of stride 2 over the three colour channels. onnxruntime's
 int8 convolution fills its vectors along the input channels, so on 3 of them it wastes most of each:
@@ -9,6 +9,11 @@ core). ``space_to_depth_stem`` moves each 2x2 block of the quantised input into 
 weight moves to the channel and offset its pixel landed on, the added taps are 0. The integer sums,
 and so every output, are the same (tests/training/test_int8_graph.py); the stem runs in ~60 % of the
 time.
+
+dlib's last residual block convolves a 1x1 map with a 3x3 kernel padded by one: eight of its nine taps
+see only padding, which in the int8 graph is the input's zero point and adds exactly 0 to every sum.
+``centre_taps_on_single_pixels`` keeps the centre tap alone (a 1x1 convolution): the same sums in a
+ninth of the work (~0.05 ms of the network's ~3.7 ms, one core).
 
 Rewriting the float graph before quantising was measured too (the stem, plus the input normalisation
 folded into it and the shortcuts' average pools as convolutions: 2.6 instead of 3.0 ms), but the
@@ -86,6 +91,55 @@ def space_to_depth_stem(model: onnx.ModelProto) -> bool:
         elif attribute.name == "kernel_shape":
             attribute.ints[:] = list(stacked.shape[2:])
     return True
+
+
+def centre_taps_on_single_pixels(model: onnx.ModelProto) -> int:
+    """Every convolution of a QDQ graph over a 1x1 input (stride 1, an odd kernel padded by at least half
+    of it on every side, int8 weights as an initializer) reduced to its centre tap; returns how many."""
+    graph = model.graph
+    producers = {output: node for node in graph.node for output in node.output}
+    values = {tensor.name: tensor for tensor in graph.initializer}
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    spatial = {
+        value.name: [d.dim_value for d in value.type.tensor_type.shape.dim][2:]
+        for value in (*inferred.value_info, *inferred.input)
+    }
+    rewritten = 0
+    for conv in [node for node in graph.node if node.op_type == "Conv"]:
+        weights_dq = producers.get(conv.input[1])
+        if (
+            weights_dq is None
+            or weights_dq.op_type != "DequantizeLinear"
+            or weights_dq.input[0] not in values
+        ):
+            continue
+        weights = numpy_helper.to_array(values[weights_dq.input[0]])
+        attributes = _attributes(conv)
+        rows, columns = weights.shape[2:]
+        if (
+            rows != columns
+            or rows % 2 == 0
+            or rows == 1
+            or any(stride != 1 for stride in attributes.get("strides", []))
+            or any(pad < rows // 2 for pad in attributes.get("pads", [0]))
+            or attributes.get("auto_pad", b"NOTSET") != b"NOTSET"
+            or any(d != 1 for d in attributes.get("dilations", []))
+            or spatial.get(conv.input[0]) != [1, 1]
+        ):
+            continue
+        middle = rows // 2
+        centre = np.ascontiguousarray(weights[:, :, middle : middle + 1, middle : middle + 1])
+        values[weights_dq.input[0]].CopyFrom(numpy_helper.from_array(centre, weights_dq.input[0]))
+        for value in list(graph.value_info):
+            if value.name in (weights_dq.input[0], weights_dq.output[0]):
+                graph.value_info.remove(value)
+        for attribute in conv.attribute:
+            if attribute.name == "kernel_shape":
+                attribute.ints[:] = [1, 1]
+            elif attribute.name == "pads":
+                attribute.ints[:] = [0] * len(attribute.ints)
+        rewritten += 1
+    return rewritten
 
 
 def _attributes(node: onnx.NodeProto) -> dict:

@@ -1,14 +1,14 @@
 """An int8 copy of an exported model: onnxruntime's static quantisation, then the thresholds calibrated
 again for the int8 network exactly as for the float one.
 
-Weights become int8 per output channel, activations uint8 (QDQ format, which onnxruntime runs with
-int8 kernels, VNNI where the CPU has it); then the stem is rewritten into operations those kernels
-run faster, with the same answers (training/int8_graph.py). The activation ranges are measured on
-aligned chips of the calibration folds' people (LFW fold 9 for the shipped model), never on a test
-fold. The int8 network is a different model: its card has its own name (``<name>-int8``,
-``<name>-int8-mirrored`` when it also embeds each face's mirror image), so its templates are never
-compared with the float model's. The shipped default model is model/float's copy, mirrored
-(bench/model_choice.py).
+Weights become int8 per output channel, activations uint8 (QDQ format, which onnxruntime runs with int8
+kernels, VNNI where the CPU has it); then the stem and the convolutions over a single pixel are
+rewritten into operations those kernels run faster, with the same answers (training/int8_graph.py). The
+activation ranges are measured on aligned chips of the calibration folds' people (LFW fold 9 for the
+shipped model), never on a test fold. The int8 network is a different model: its card has its own name
+(``<name>-int8``, ``<name>-int8-mirrored`` when it also embeds each face's mirror image), so its
+templates are never compared with the float model's. The shipped default model is model/float's copy,
+mirrored (bench/model_choice.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from facever.model.card import ONNX_FILE, ModelCard, TrainingRecord
 from facever.model.images import ImageError, read_image
 from facever.model.runtime import FacePipeline
 from facever.training.evaluation.lfw import LFW
-from facever.training.int8_graph import space_to_depth_stem
+from facever.training.int8_graph import centre_taps_on_single_pixels, space_to_depth_stem
 from facever.training.release import calibrate_card, git_commit
 
 CHIPS = 200  # calibration chips for the activation ranges: ranges settle well before this
@@ -97,6 +97,7 @@ def quantize(
         )
     quantised = onnx.load(out_dir / ONNX_FILE)
     stem_rewritten = space_to_depth_stem(quantised)
+    single_pixel_convolutions = centre_taps_on_single_pixels(quantised)
     onnx.save(quantised, out_dir / ONNX_FILE)
 
     int8 = card.model_copy(deep=True)
@@ -117,6 +118,11 @@ def quantize(
                 + (
                     "; the stem as SpaceToDepth + a stride-1 convolution, the same integer sums"
                     if stem_rewritten
+                    else ""
+                )
+                + (
+                    "; convolutions over a single pixel reduced to their centre taps, the same sums"
+                    if single_pixel_convolutions
                     else ""
                 ),
                 "calibration_chips": len(chips),

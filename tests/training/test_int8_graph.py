@@ -1,4 +1,4 @@
-"""The quantised stem rewritten as SpaceToDepth + a stride-1 convolution: exactly the same answers."""
+"""The quantised graph's rewrites (training/int8_graph.py): exactly the same answers."""
 
 import numpy as np
 import onnx
@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from facever.training.int8_graph import space_to_depth_stem
+from facever.training.int8_graph import centre_taps_on_single_pixels, space_to_depth_stem
 
 
 class _Pixels(CalibrationDataReader):
@@ -83,4 +83,65 @@ def test_a_stem_it_cannot_rewrite_exactly_is_left_as_it_is(tmp_path, side, strid
     quantised = quantised_stem_network(tmp_path, side=side, stride=stride, kernel=3)
     before = quantised.SerializeToString()
     assert not space_to_depth_stem(quantised)
+    assert quantised.SerializeToString() == before
+
+
+def quantised_single_pixel_network(tmp_path, side: int):
+    """A 3x3 convolution padded by one over a side x side map of 16 channels, ReLU, a 1x1 convolution;
+    quantised as facever quantize quantises."""
+    rng = np.random.default_rng(2)
+    weights = [
+        numpy_helper.from_array(rng.normal(0, 0.2, (16, 16, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(0, 0.1, 16).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.normal(0, 0.2, (8, 16, 1, 1)).astype(np.float32), "w2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["pixels", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["relu"]),
+        helper.make_node("Conv", ["relu", "w2"], ["out"], kernel_shape=[1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "single-pixel",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 16, side, side])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        weights,
+    )
+    float_path, int8_path = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), float_path)
+    calibration = [rng.uniform(-1, 1, (1, 16, side, side)).astype(np.float32) for _ in range(4)]
+    quantize_static(
+        str(float_path),
+        str(int8_path),
+        _Pixels(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return onnx.load(int8_path)
+
+
+def test_a_convolution_over_one_pixel_keeps_its_centre_taps_and_its_answers(tmp_path):
+    quantised = quantised_single_pixel_network(tmp_path, side=1)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(quantised)
+    assert centre_taps_on_single_pixels(rewritten) == 1
+
+    convolutions = [node for node in rewritten.graph.node if node.op_type == "Conv"]
+    kernels = [
+        next(list(a.ints) for a in node.attribute if a.name == "kernel_shape") for node in convolutions
+    ]
+    assert kernels == [[1, 1], [1, 1]]
+    onnx.checker.check_model(onnx.shape_inference.infer_shapes(rewritten, strict_mode=True))
+
+    pixels = np.random.default_rng(3).uniform(-1, 1, (5, 16, 1, 1)).astype(np.float32)
+    np.testing.assert_array_equal(answers(rewritten, pixels), answers(quantised, pixels))
+    assert centre_taps_on_single_pixels(rewritten) == 0
+
+
+def test_a_convolution_over_more_than_one_pixel_is_left_as_it_is(tmp_path):
+    quantised = quantised_single_pixel_network(tmp_path, side=2)
+    before = quantised.SerializeToString()
+    assert centre_taps_on_single_pixels(quantised) == 0
     assert quantised.SerializeToString() == before

@@ -23,6 +23,7 @@ def test_the_int8_copy_embeds_like_the_float_model(fold9_lfw, tmp_path):
     assert card.flip_test_time == float_card.flip_test_time
     assert card.training.quantization.calibration_folds == [9]
     assert "SpaceToDepth" in card.training.quantization.method  # training/int8_graph.py
+    assert "centre taps" in card.training.quantization.method
     assert card.calibration.folds == [9] and card.calibration.images > 0
     points = card.thresholds
     assert points.far_1e_2 <= points.far_1e_3 <= points.far_1e_4
