@@ -333,9 +333,12 @@ class FaceDetector:
     def _pnet(self, scaled: list[np.ndarray], shape: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
         """P-Net on same-level images placed at the top left of a ``shape`` canvas -> per image, its
         face probability (H', W') and box offsets (H', W', 4) over the image's own cells."""
-        batch = np.zeros((len(scaled), *shape, 3), np.uint8)
-        for row, image in zip(batch, scaled, strict=True):
-            row[: image.shape[0], : image.shape[1]] = image
+        if len(scaled) == 1 and scaled[0].shape[:2] == shape:
+            batch = scaled[0][None]  # one image, no canvas (the CPU): nothing to place
+        else:
+            batch = np.zeros((len(scaled), *shape, 3), np.uint8)
+            for row, image in zip(batch, scaled, strict=True):
+                row[: image.shape[0], : image.shape[1]] = image
         # The MTCNN weights were trained on transposed images (x and y swapped).
         feed = {"input_1": _network_input(batch.transpose(0, 2, 1, 3))}
         if self.config.canvas:
@@ -652,13 +655,15 @@ def _candidates(heat: np.ndarray, offsets: np.ndarray, scale: float, threshold: 
     ys, xs = np.nonzero(heat >= threshold)
     if not len(ys):
         return np.empty((0, 9))
-    stride, cell = 2.0, 12.0
-    x1 = np.fix((stride * xs + 1) / scale)
-    y1 = np.fix((stride * ys + 1) / scale)
-    x2 = np.fix((stride * xs + cell) / scale)
-    y2 = np.fix((stride * ys + cell) / scale)
-    level = np.column_stack([x1, y1, x2, y2, heat[ys, xs], offsets[ys, xs]])
+    level = np.empty((len(ys), 9))
+    # x1, y1, x2, y2: each cell's 12x12 window (stride 2) in the image's pixels
+    level[:, :4] = np.fix((2.0 * np.column_stack([xs, ys, xs, ys]) + CELL_CORNERS) / scale)
+    level[:, 4] = heat[ys, xs]
+    level[:, 5:] = offsets[ys, xs]
     return level[_nms(level, 0.5)]
+
+
+CELL_CORNERS = np.array([1.0, 1.0, 12.0, 12.0])
 
 
 def _mean_colour(picture: Image.Image) -> tuple[int, int, int]:
@@ -675,9 +680,12 @@ def _holds_centre(outer: DetectedFace, inner: DetectedFace) -> bool:
 
 
 def _network_input(rgb: np.ndarray) -> np.ndarray:
-    """(N, W, H, 3) uint8 RGB -> float32 scaled to [-1, 1], as MTCNN expects. A transposed view is made
-    contiguous while it is still bytes: onnxruntime would copy the floats otherwise."""
-    return (np.ascontiguousarray(rgb).astype(np.float32) - 127.5) * 0.0078125
+    """(N, W, H, 3) uint8 RGB -> float32 (x - 127.5) / 128, as MTCNN expects, written C-contiguous in one
+    pass from a transposed view (onnxruntime would copy otherwise). x / 128 - 127.5 / 128 is exact in
+    float32 for every byte, so it equals (x - 127.5) / 128 bit for bit."""
+    scaled = np.multiply(rgb, np.float32(1 / 128), dtype=np.float32, order="C")
+    scaled -= np.float32(127.5 / 128)
+    return scaled
 
 
 def equalized_luminance(image: np.ndarray) -> np.ndarray:
