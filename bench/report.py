@@ -66,6 +66,7 @@ SECTIONS = (
     "stages-pause",
     "stages-dlib",
     "speed-before-fifth-sitting",
+    "speed-sixth-start",
 )
 
 
