@@ -548,7 +548,7 @@ def _pad_pooled_channels(model: onnx.ModelProto) -> None:
         after = pool and only_consumer(pool, "Conv")
         channels = onnx.numpy_helper.to_array(arrays[conv.input[1]]).shape[0]
         extra = -channels % CHANNEL_BLOCK
-        if after is None or channels < CHANNEL_BLOCK or not extra:
+        if prelu is None or after is None or channels < CHANNEL_BLOCK or not extra:
             continue
         padded(conv.input[1], 0, extra)
         if len(conv.input) > 2:
