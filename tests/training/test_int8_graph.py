@@ -19,8 +19,7 @@ class _Pixels(CalibrationDataReader):
 
 
 def quantised_stem_network(tmp_path, side: int = 30, stride: int = 2, kernel: int = 7):
-    """A dlib-like opening (a 7x7/2 convolution over RGB, ReLU, a 3x3 convolution), quantised as
-    facever quantize quantises: QDQ, int8 weights per output channel, uint8 activations."""
+    """A dlib-like opening (a 7x7/2 convolution over RGB, ReLU, a 3x3 convolution), quantised."""
     rng = np.random.default_rng(0)
     weights = [
         numpy_helper.from_array(rng.normal(0, 0.1, (8, 3, kernel, kernel)).astype(np.float32), "w1"),
@@ -34,16 +33,22 @@ def quantised_stem_network(tmp_path, side: int = 30, stride: int = 2, kernel: in
         helper.make_node("Relu", ["stem"], ["relu"]),
         helper.make_node("Conv", ["relu", "w2"], ["out"], kernel_shape=[3, 3]),
     ]
+    calibration = [rng.uniform(0, 1, (1, 3, side, side)).astype(np.float32) for _ in range(4)]
+    return quantised(tmp_path, nodes, weights, [3, side, side], calibration)
+
+
+def quantised(tmp_path, nodes, weights, shape: list[int], calibration: list[np.ndarray]) -> onnx.ModelProto:
+    """The graph of ``nodes`` (input "pixels" of (n, *shape), output "out") quantised as facever
+    quantize quantises: QDQ, int8 weights per output channel, uint8 activations."""
     graph = helper.make_graph(
         nodes,
-        "stem",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 3, side, side])],
+        "network",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", *shape])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
         weights,
     )
     float_path, int8_path = tmp_path / "float.onnx", tmp_path / "int8.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), float_path)
-    calibration = [rng.uniform(0, 1, (1, 3, side, side)).astype(np.float32) for _ in range(4)]
     quantize_static(
         str(float_path),
         str(int8_path),
@@ -88,7 +93,7 @@ def test_a_stem_it_cannot_rewrite_exactly_is_left_as_it_is(tmp_path, side, strid
 
 def quantised_single_pixel_network(tmp_path, side: int):
     """A 3x3 convolution padded by one over a side x side map of 16 channels, ReLU, a 1x1 convolution;
-    quantised as facever quantize quantises."""
+    quantised."""
     rng = np.random.default_rng(2)
     weights = [
         numpy_helper.from_array(rng.normal(0, 0.2, (16, 16, 3, 3)).astype(np.float32), "w1"),
@@ -100,26 +105,8 @@ def quantised_single_pixel_network(tmp_path, side: int):
         helper.make_node("Relu", ["c1"], ["relu"]),
         helper.make_node("Conv", ["relu", "w2"], ["out"], kernel_shape=[1, 1]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "single-pixel",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 16, side, side])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
-        weights,
-    )
-    float_path, int8_path = tmp_path / "float.onnx", tmp_path / "int8.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), float_path)
     calibration = [rng.uniform(-1, 1, (1, 16, side, side)).astype(np.float32) for _ in range(4)]
-    quantize_static(
-        str(float_path),
-        str(int8_path),
-        _Pixels(calibration),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-    )
-    return onnx.load(int8_path)
+    return quantised(tmp_path, nodes, weights, [16, side, side], calibration)
 
 
 def test_a_convolution_over_one_pixel_keeps_its_centre_taps_and_its_answers(tmp_path):
