@@ -577,7 +577,7 @@ def _split_prelu(model: onnx.ModelProto) -> None:
             nodes.append(node)
             continue
         (x, slope), (y,) = node.input, node.output
-        if slopes[slope].ndim >= 3:  # (C, 1, 1): a convolution's channels
+        if slopes[slope].ndim >= 3:  # (1, C, 1, 1): a convolution's channels
             nodes += _prelu_as_depthwise(model, x, slopes[slope].reshape(-1), y)
             continue
         positive, negative, scaled = f"{y}/positive", f"{y}/negative", f"{y}/scaled"
