@@ -62,7 +62,7 @@ def space_to_depth_stem(model: onnx.ModelProto) -> bool:
     ):
         return False
     weights = numpy_helper.to_array(values[weights_dq.input[0]])
-    height, width = _shape(model, pixels.input[0])[2:]
+    height, width = _spatial_shapes(model).get(pixels.input[0], [0, 0])
     if weights.shape[1] > 4 or not height or height % 2 or not width or width % 2:
         return False
 
@@ -74,11 +74,7 @@ def space_to_depth_stem(model: onnx.ModelProto) -> bool:
             taps = weights[:, :, dy::2, dx::2]
             first = (dy * 2 + dx) * channels
             stacked[:, first : first + channels, : taps.shape[2], : taps.shape[3]] = taps
-    values[weights_dq.input[0]].CopyFrom(numpy_helper.from_array(stacked, weights_dq.input[0]))
-    # The exporter recorded the old shapes; shape inference would check against them.
-    for value in list(graph.value_info):
-        if value.name in (weights_dq.input[0], weights_dq.output[0]):
-            graph.value_info.remove(value)
+    _replace_weights(graph, values, weights_dq, stacked)
     moved = f"{pixels.input[0]}/space_to_depth"
     graph.node.insert(
         list(graph.node).index(pixels),
@@ -99,11 +95,7 @@ def centre_taps_on_single_pixels(model: onnx.ModelProto) -> int:
     graph = model.graph
     producers = {output: node for node in graph.node for output in node.output}
     values = {tensor.name: tensor for tensor in graph.initializer}
-    inferred = onnx.shape_inference.infer_shapes(model).graph
-    spatial = {
-        value.name: [d.dim_value for d in value.type.tensor_type.shape.dim][2:]
-        for value in (*inferred.value_info, *inferred.input)
-    }
+    spatial = _spatial_shapes(model)
     rewritten = 0
     for conv in [node for node in graph.node if node.op_type == "Conv"]:
         weights_dq = producers.get(conv.input[1])
@@ -129,10 +121,7 @@ def centre_taps_on_single_pixels(model: onnx.ModelProto) -> int:
             continue
         middle = rows // 2
         centre = np.ascontiguousarray(weights[:, :, middle : middle + 1, middle : middle + 1])
-        values[weights_dq.input[0]].CopyFrom(numpy_helper.from_array(centre, weights_dq.input[0]))
-        for value in list(graph.value_info):
-            if value.name in (weights_dq.input[0], weights_dq.output[0]):
-                graph.value_info.remove(value)
+        _replace_weights(graph, values, weights_dq, centre)
         for attribute in conv.attribute:
             if attribute.name == "kernel_shape":
                 attribute.ints[:] = [1, 1]
@@ -146,9 +135,21 @@ def _attributes(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _shape(model: onnx.ModelProto, tensor: str) -> list[int]:
-    inferred = onnx.shape_inference.infer_shapes(model)
-    for value in (*inferred.graph.value_info, *inferred.graph.input):
-        if value.name == tensor:
-            return [d.dim_value for d in value.type.tensor_type.shape.dim]
-    return [0, 0, 0, 0]
+def _replace_weights(
+    graph: onnx.GraphProto, values: dict, weights_dq: onnx.NodeProto, weights: np.ndarray
+) -> None:
+    """The int8 weights behind ``weights_dq`` replaced by ``weights`` (another shape)."""
+    values[weights_dq.input[0]].CopyFrom(numpy_helper.from_array(weights, weights_dq.input[0]))
+    # The exporter recorded the old shapes; shape inference would check against them.
+    for value in list(graph.value_info):
+        if value.name in (weights_dq.input[0], weights_dq.output[0]):
+            graph.value_info.remove(value)
+
+
+def _spatial_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Each tensor's inferred (height, width): its dimensions after batch and channels."""
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    return {
+        value.name: [d.dim_value for d in value.type.tensor_type.shape.dim][2:]
+        for value in (*inferred.value_info, *inferred.input)
+    }
