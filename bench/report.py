@@ -67,6 +67,9 @@ SECTIONS = (
     "stages-dlib",
     "speed-before-fifth-sitting",
     "speed-sixth-start",
+    "stages-seventh",
+    "stages-seventh-dlib",
+    "speed-seventh-run0",
 )
 
 
