@@ -70,6 +70,7 @@ SECTIONS = (
     "stages-seventh",
     "stages-seventh-dlib",
     "speed-seventh-run0",
+    "gap",
 )
 
 

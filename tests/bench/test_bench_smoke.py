@@ -448,6 +448,22 @@ def test_stages(smoke):
     assert payload["results"]["candidate_crops_per_image"]["R-Net crops"] >= 1
 
 
+def test_gap(smoke):
+    payload = smoke("gap")
+    check_common(payload, "gap")
+    medians = payload["results"]["median_us"]
+    assert set(medians) == {"busy loop", "sleep"}
+    for by_ms in medians.values():
+        assert set(by_ms) == {"0", "1"}  # the smoke run's gaps
+        for calls in by_ms.values():
+            assert set(calls) == {"onnxruntime run (one Relu)", "numpy add", "facever whole photo"}
+            assert all(value > 0 for value in calls.values())
+            # a whole photo (detection, chip, embedding) is work; one Relu is next to nothing
+            assert calls["facever whole photo"] > calls["onnxruntime run (one Relu)"]
+    table = next(iter(payload["tables"].values()))
+    assert "facever whole photo, after a sleep" in table and "| 1 ms |" in table
+
+
 def test_stages_with_a_pause_before_each_photo(results_dir, lfw_root):
     command = [
         sys.executable,
