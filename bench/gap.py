@@ -12,7 +12,6 @@ for every photo. Run this first on a new host to know how much of facever's time
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
@@ -20,12 +19,9 @@ import common
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
-from speed import sample_keys
+from speed import one_core_photos
 
-from facever.model.images import read_image
 from facever.model.onnx_session import create_session
-from facever.model.runtime import FacePipeline
-from facever.training.evaluation.lfw import LFW
 
 GAPS_MS = (0, 1, 10, 100)
 
@@ -64,12 +60,8 @@ def main() -> None:
     parser = common.parser(__doc__.splitlines()[0], "gap")
     parser.add_argument("--images", type=int, help="LFW images for the whole photo (default 50; smoke 2)")
     args = parser.parse_args()
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    images, pipeline = one_core_photos(args, args.images or (2 if args.smoke else 50))
     run = common.Run("gap", args)
-    lfw = LFW(args.data)
-    keys = sample_keys(args.data, args.images or (2 if args.smoke else 50))
-    images = [read_image(lfw.path(key)) for key in keys]
-    pipeline = FacePipeline(args.model, "cpu", 1, detection_device="cpu")
     session = trivial_session()
     tensor = np.random.default_rng(0).random((1, 3, 13, 13), dtype=np.float32)
 
@@ -97,16 +89,16 @@ def main() -> None:
 
     headers = ["gap", *(f"{ms} ms" for ms in results["busy loop"])]
     rows = []
-    for call in calls:
+    for name in calls:
         for gap_name, by_ms in results.items():
-            back_to_back = results["busy loop"]["0"][call]
+            back_to_back = results["busy loop"]["0"][name]
             cells = [
-                f"{by_ms[ms][call]:.1f} µs ({by_ms[ms][call] / back_to_back:.1f}×)"
-                if call != "facever whole photo"
-                else f"{by_ms[ms][call] / 1000:.2f} ms ({by_ms[ms][call] / back_to_back:.2f}×)"
+                f"{by_ms[ms][name]:.1f} µs ({by_ms[ms][name] / back_to_back:.1f}×)"
+                if name != "facever whole photo"
+                else f"{by_ms[ms][name] / 1000:.2f} ms ({by_ms[ms][name] / back_to_back:.2f}×)"
                 for ms in by_ms
             ]
-            rows.append([f"{call}, after a {gap_name}", *cells])
+            rows.append([f"{name}, after a {gap_name}", *cells])
     title = (
         f"A call right after a gap, one core (median of {repeats}; in brackets: against 0 ms, the call back "
         "to back)"

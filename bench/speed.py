@@ -33,11 +33,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import common
 import numpy as np
 
 from facever.model.images import ImageError
+
+if TYPE_CHECKING:
+    from facever.model.runtime import FacePipeline
 
 BATCHES = (1, 8, 32, 128)
 WARMUP = 3  # untimed passes over the first image per engine
@@ -216,6 +220,19 @@ def sample_keys(data: Path, n: int) -> list[str]:
 
     keys = sorted({k for p in LFW(data).pairs() for k in (p.first, p.second)})
     return sorted(np.random.default_rng(0).choice(keys, size=n, replace=False).tolist())
+
+
+def one_core_photos(args: argparse.Namespace, count: int) -> tuple[list[np.ndarray], FacePipeline]:
+    """For the scripts that time facever on one core: this process pinned to one core, ``count`` of the
+    LFW photos bench/speed.py times (``args.data``), and facever's pipeline (``args.model``) on one thread."""
+    from facever.model.images import read_image
+    from facever.model.runtime import FacePipeline
+    from facever.training.evaluation.lfw import LFW
+
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    lfw = LFW(args.data)
+    images = [read_image(lfw.path(key)) for key in sample_keys(args.data, count)]
+    return images, FacePipeline(args.model, "cpu", 1, detection_device="cpu")
 
 
 def sample_profiles(root: Path, n: int) -> list[str]:

@@ -16,19 +16,15 @@ machine needs to bring facever's code and weights back into its caches.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
 
 import common
 import numpy as np
-from speed import sample_keys
+from speed import one_core_photos
 
 import facever.model.detection as detection
-from facever.model.images import read_image
-from facever.model.runtime import FacePipeline
-from facever.training.evaluation.lfw import LFW
 
 PASSES = 3  # timed passes over the images; each stage's time is its median over images and passes
 PAUSE_S = 0.1  # --between pause: about what dlib's pipeline takes for a photo
@@ -80,12 +76,8 @@ def main() -> None:
         "--between", choices=BETWEEN, default="nothing", help="what runs before each photo (nothing)"
     )
     args = parser.parse_args()
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    images, pipeline = one_core_photos(args, args.images or (4 if args.smoke else 200))
     run = common.Run("stages", args)
-    lfw = LFW(args.data)
-    keys = sample_keys(args.data, args.images or (4 if args.smoke else 200))
-    images = [read_image(lfw.path(key)) for key in keys]
-    pipeline = FacePipeline(args.model, "cpu", 1, detection_device="cpu")
     detector = pipeline.detector
 
     watch = Stopwatch()
