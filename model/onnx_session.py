@@ -82,11 +82,11 @@ def create_session(
         options.inter_op_num_threads = 1
     requested = preferred_providers(device)
     providers: list[str | tuple[str, dict[str, Any]]] = list(requested)
-    if requested[0] == CPU_PROVIDER:
-        _use_shared_cpu_arena(options)
     if requested[0] == GPU_PROVIDER:
         _preload_cuda_libraries()
         providers[0] = (GPU_PROVIDER, dict(cuda_options or {}))
+    else:
+        _use_shared_cpu_arena(options)
     source = path if isinstance(path, bytes) else str(path)
     session = ort.InferenceSession(source, sess_options=options, providers=providers)
     if requested[0] == GPU_PROVIDER and session.get_providers()[0] != GPU_PROVIDER:

@@ -1,11 +1,11 @@
 import numpy as np
 import onnxruntime as ort
-import pytest
 
+from facever.app.core.config import shipped_model_dir
 from facever.model.card import ONNX_FILE
 from facever.model.onnx_session import create_session
 
-DEFAULT_MODEL = "model/default"
+MODEL_PATH = shipped_model_dir() / ONNX_FILE
 
 
 def env_allocators(session: ort.InferenceSession) -> str | None:
@@ -15,22 +15,17 @@ def env_allocators(session: ort.InferenceSession) -> str | None:
         return None
 
 
-@pytest.fixture(scope="module")
-def model_path(request):
-    return request.config.rootpath / DEFAULT_MODEL / ONNX_FILE
-
-
-def test_cpu_sessions_share_one_arena(model_path):
-    first, second = create_session(model_path, "cpu", threads=1), create_session(model_path, "cpu", threads=1)
+def test_cpu_sessions_share_one_arena():
+    first, second = create_session(MODEL_PATH, "cpu", threads=1), create_session(MODEL_PATH, "cpu", threads=1)
     assert env_allocators(first) == env_allocators(second) == "1"
 
 
-def test_the_shared_arena_gives_the_same_numbers_as_a_session_of_its_own(model_path):
+def test_the_shared_arena_gives_the_same_numbers_as_a_session_of_its_own():
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    own = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    own = ort.InferenceSession(str(MODEL_PATH), sess_options=options, providers=["CPUExecutionProvider"])
     assert env_allocators(own) is None
-    shared = create_session(model_path, "cpu", threads=1)
+    shared = create_session(MODEL_PATH, "cpu", threads=1)
     name = own.get_inputs()[0].name
     rng = np.random.default_rng(0)
     for batch in (1, 2, 5):  # different shapes: the arena's buffers are reused between them
