@@ -202,6 +202,9 @@ def quantize(
             "--flip/--no-flip", help="average each face with its mirror image (default: as the float model)"
         ),
     ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="the int8 model's version (default: the float model's)")
+    ] = None,
 ) -> None:
     """An int8 copy of an exported model (onnxruntime static quantisation, calibrated on the calibration
     folds' people), with its own calibrated thresholds and evaluation in its card."""
@@ -209,7 +212,7 @@ def quantize(
     from facever.training.evaluation.evaluate import evaluate_into_card, format_report, save_json
     from facever.training.quantize import quantize as run_quantize
 
-    card = run_quantize(model, out, data, cache_dir, flip_test_time=flip)
+    card = run_quantize(model, out, data, cache_dir, flip_test_time=flip, version=version)
     typer.echo(f"quantised {model} -> {out} (threshold {card.threshold:.4f})")
     if evaluate:
         reports = evaluate_into_card(out, data, cfp, cache_dir)

@@ -1,14 +1,14 @@
 """An int8 copy of an exported model: onnxruntime's static quantisation, then the thresholds calibrated
 again for the int8 network exactly as for the float one.
 
-Weights become int8 per output channel, activations uint8 (QDQ format, which onnxruntime runs with int8
-kernels, VNNI where the CPU has it); then the stem and the convolutions over a single pixel are
-rewritten into operations those kernels run faster, with the same answers (training/int8_graph.py). The
-activation ranges are measured on aligned chips of the calibration folds' people (LFW fold 9 for the
-shipped model), never on a test fold. The int8 network is a different model: its card has its own name
-(``<name>-int8``, ``<name>-int8-mirrored`` when it also embeds each face's mirror image), so its
-templates are never compared with the float model's. The shipped default model is model/float's copy,
-mirrored (bench/model_choice.py).
+Weights become int8 per output channel, held to 7 bits (-64..64; below), activations uint8 (QDQ format,
+which onnxruntime runs with int8 kernels, VNNI where the CPU has it); then the stem and the convolutions
+over a single pixel are rewritten into operations those kernels run faster, with the same answers
+(training/int8_graph.py). The activation ranges are measured on aligned chips of the calibration folds'
+people (LFW fold 9 for the shipped model), never on a test fold. The int8 network is a different model:
+its card has its own name (``<name>-int8``, ``<name>-int8-mirrored`` when it also embeds each face's
+mirror image), so its templates are never compared with the float model's. The shipped default model is
+model/float's copy, mirrored (bench/model_choice.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ from facever.training.int8_graph import centre_taps_on_single_pixels, space_to_d
 from facever.training.release import calibrate_card, git_commit
 
 CHIPS = 200  # calibration chips for the activation ranges: ranges settle well before this
+# Weights within -64..64 (onnxruntime's reduce_range): on a CPU without VNNI (AVX2 only: AMD before Zen 4,
+# Intel before Ice Lake) onnxruntime multiplies uint8 by int8 with VPMADDUBSW, which adds two products
+# in a saturating 16-bit sum; 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. With full 8-bit weights
+# the network's sums were clipped there, and its embeddings differed from a VNNI machine's (the README's
+# verify pair 0.9427 on an AMD EPYC Zen 3 against 0.9481); with 7 bits every CPU computes the same
+# integer sums (BENCHMARKS.md, "The same embeddings on every CPU").
+WEIGHTS_REDUCED_RANGE = True
 
 
 class _Chips(CalibrationDataReader):
@@ -68,9 +75,12 @@ def quantize(
     lfw_root: Path,
     cache_dir: Path | None = None,
     flip_test_time: bool | None = None,
+    version: str | None = None,
 ) -> ModelCard:
     """The int8 copy of ``model_dir`` in ``out_dir``, its card calibrated; ``flip_test_time`` (None: as the
-    float model's card) sets whether each face is also embedded mirrored."""
+    float model's card) sets whether each face is also embedded mirrored, ``version`` (None: the float
+    model's) the copy's version: a copy that embeds differently from an earlier one needs a new version,
+    or the service would compare templates of the two."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     pipeline = FacePipeline(model_dir, device="cpu")
     card = pipeline.card
@@ -94,6 +104,7 @@ def quantize(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            reduce_range=WEIGHTS_REDUCED_RANGE,
         )
     quantised = onnx.load(out_dir / ONNX_FILE)
     stem_rewritten = space_to_depth_stem(quantised)
@@ -104,6 +115,7 @@ def quantize(
     mirrored = card.flip_test_time if flip_test_time is None else flip_test_time
     # Each variant its own name: templates are only ever compared with their own model's.
     int8.name = f"{card.name}-int8" + ("-mirrored" if mirrored and not card.flip_test_time else "")
+    int8.version = version or card.version
     int8.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     int8.metrics = {}
     int8.flip_test_time = mirrored
@@ -113,8 +125,9 @@ def quantize(
             **card.training.model_dump(mode="json", by_alias=True),
             "quantization": {
                 "from": f"{card.name} {card.version}",
-                "method": "onnxruntime static quantisation, QDQ: int8 weights per output channel, uint8 "
-                "activations"
+                "method": "onnxruntime static quantisation, QDQ: int8 weights per output channel"
+                + (" within -64..64 (7 bits)" if WEIGHTS_REDUCED_RANGE else "")
+                + ", uint8 activations"
                 + (
                     "; the stem as SpaceToDepth + a stride-1 convolution, the same integer sums"
                     if stem_rewritten

@@ -8,6 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 from facever.training.int8_graph import centre_taps_on_single_pixels, space_to_depth_stem
+from facever.training.quantize import WEIGHTS_REDUCED_RANGE
 
 
 class _Pixels(CalibrationDataReader):
@@ -39,7 +40,7 @@ def quantised_stem_network(tmp_path, side: int = 30, stride: int = 2, kernel: in
 
 def quantised(tmp_path, nodes, weights, shape: list[int], calibration: list[np.ndarray]) -> onnx.ModelProto:
     """The graph of ``nodes`` (input "pixels" of (n, *shape), output "out") quantised as facever
-    quantize quantises: QDQ, int8 weights per output channel, uint8 activations."""
+    quantize quantises: QDQ, int8 weights per output channel within -64..64, uint8 activations."""
     graph = helper.make_graph(
         nodes,
         "network",
@@ -57,6 +58,7 @@ def quantised(tmp_path, nodes, weights, shape: list[int], calibration: list[np.n
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        reduce_range=WEIGHTS_REDUCED_RANGE,
     )
     return onnx.load(int8_path)
 
