@@ -1,0 +1,62 @@
+"""The shipped int8 network gives the same numbers on every x86 CPU. onnxruntime multiplies uint8
+activations by int8 weights with VNNI where the CPU has it (exact), and on AVX2 alone with VPMADDUBSW,
+which adds two products in a saturating 16-bit sum: exact only while |weight| <= 64
+(training/quantize.py, WEIGHTS_REDUCED_RANGE)."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from facever.app.core.config import shipped_model_dir
+from facever.model.card import ONNX_FILE
+
+MODEL_PATH = shipped_model_dir() / ONNX_FILE
+
+
+def int8_weights(model: onnx.ModelProto) -> list[np.ndarray]:
+    """The int8 tensors the graph dequantises (weights; a zero point is a scalar or per channel)."""
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    return [
+        numpy_helper.to_array(initializers[node.input[0]])
+        for node in model.graph.node
+        if node.op_type == "DequantizeLinear"
+        and node.input[0] in initializers
+        and initializers[node.input[0]].data_type == onnx.TensorProto.INT8
+    ]
+
+
+def with_uint8_weights(model: onnx.ModelProto) -> bytes:
+    """The same network with each int8 weight w stored as uint8 w + 128 with zero point z + 128: the same
+    integer sums, which onnxruntime computes by widening to 16 bits, without saturation, on any CPU."""
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 3:
+            continue
+        weights, zero_point = initializers.get(node.input[0]), initializers.get(node.input[2])
+        if weights is None or zero_point is None or weights.data_type != onnx.TensorProto.INT8:
+            continue
+        for tensor in (weights, zero_point):
+            shifted = numpy_helper.to_array(tensor).astype(np.int16) + 128
+            tensor.CopyFrom(numpy_helper.from_array(shifted.astype(np.uint8), tensor.name))
+    return model.SerializeToString()
+
+
+def test_the_weights_fit_in_seven_bits():
+    weights = [w for w in int8_weights(onnx.load(MODEL_PATH)) if w.size > 1]
+    assert len(weights) > 20  # every convolution's, and the last layer's
+    assert all(-64 <= w.min() and w.max() <= 64 for w in weights)
+
+
+def test_this_cpu_computes_the_exact_integer_sums():
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    shipped = ort.InferenceSession(str(MODEL_PATH), options, providers=["CPUExecutionProvider"])
+    exact = ort.InferenceSession(
+        with_uint8_weights(onnx.load(MODEL_PATH)), options, providers=["CPUExecutionProvider"]
+    )
+    name = shipped.get_inputs()[0].name
+    # Bright, high-contrast pixels drive activations towards 255, where saturation would show.
+    pixels = np.random.default_rng(0).choice([0.0, 255.0], (4, 3, 150, 150)).astype(np.float32)
+    pixels[2:] = np.random.default_rng(1).integers(0, 256, (2, 3, 150, 150))
+    np.testing.assert_array_equal(shipped.run(None, {name: pixels})[0], exact.run(None, {name: pixels})[0])
