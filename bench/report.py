@@ -71,6 +71,7 @@ SECTIONS = (
     "stages-seventh-dlib",
     "speed-seventh-run0",
     "gap",
+    "speed-eighth-run1",
 )
 
 

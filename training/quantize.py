@@ -31,11 +31,11 @@ from facever.training.release import calibrate_card, git_commit
 
 CHIPS = 200  # calibration chips for the activation ranges: ranges settle well before this
 # Weights within -64..64 (onnxruntime's reduce_range): on a CPU without VNNI (AVX2 only: AMD before Zen 4,
-# Intel before Ice Lake) onnxruntime multiplies uint8 by int8 with VPMADDUBSW, which adds two products
-# in a saturating 16-bit sum; 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. With full 8-bit weights
-# the network's sums were clipped there, and its embeddings differed from a VNNI machine's (the README's
-# verify pair 0.9427 on an AMD EPYC Zen 3 against 0.9481); with 7 bits every CPU computes the same
-# integer sums (BENCHMARKS.md, "The same embeddings on every CPU").
+# Intel Xeons before Cascade Lake) onnxruntime multiplies uint8 by int8 with VPMADDUBSW, which adds two
+# products in a saturating 16-bit sum; 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. With full 8-bit
+# weights the network's sums were clipped there, and its embeddings differed from a VNNI machine's (the
+# README's verify pair 0.9427 on an AMD EPYC Zen 3 against 0.9481); with 7 bits every CPU computes the
+# same integer sums (BENCHMARKS.md, "The same embeddings on every CPU").
 WEIGHTS_REDUCED_RANGE = True
 
 
