@@ -3,7 +3,8 @@ facever's network when the service's own GPU runtime (onnxruntime-gpu) cannot be
 
 Measures, for dlib's ResNet as facever ships it (150x150 RGB, 128-D, dlib's public-domain weights):
 - inference latency at batch 1 and throughput at larger batches, in float32 and in bfloat16;
-- that the GPU's embeddings agree with onnxruntime's on the CPU from the shipped ONNX file (cosine);
+- that the GPU's embeddings agree with onnxruntime's on the CPU from the float network's shipped ONNX
+  file (model/float, the same network; the default model is its int8 copy, a different one);
 - the fine-tuning recipe's training step (batch 160, contrastive loss, AdamW), images per second;
 - onnxruntime on this machine's CPU cores, for comparison in the same run.
 Inputs are random pixels of the right shape (the timing does not depend on the picture); no data set
@@ -60,7 +61,7 @@ def timed(function, runs: int, sync) -> list[float]:
 def main() -> None:
     parser = common.parser(__doc__.splitlines()[0], "gpu-torch")
     parser.add_argument("--weights", type=Path, help="dlib_face_recognition_resnet_model_v1.dat")
-    parser.add_argument("--onnx", type=Path, default=common.DEFAULT_MODEL / "facever.onnx")
+    parser.add_argument("--onnx", type=Path, default=common.REPO / "model" / "float" / "facever.onnx")
     args = parser.parse_args()
     run = common.Run("gpu-torch", args)
     use_source_tree()
@@ -215,7 +216,7 @@ def main() -> None:
                 for r in training
             ],
         ),
-        "Agreement with the shipped ONNX file on the CPU (16 random inputs)": common.markdown_table(
+        "Agreement with the float network's ONNX file on the CPU (16 random inputs)": common.markdown_table(
             ["precision", "smallest cosine"], [[k, f"{v:.6f}"] for k, v in agreement.items()]
         ),
     }

@@ -352,7 +352,7 @@ def test_gpu_torch(smoke):
     assert {"float32", "bfloat16"} == {r["precision"] for r in results["inference"]}
     assert all(r["faces_per_s"] > 0 for r in results["inference"] + results["onnxruntime_cpu"])
     assert all(r["images_per_s"] > 0 for r in results["training"])
-    assert results["min_cosine_vs_onnx_cpu"]["float32"] > 0.999  # the same network as the shipped ONNX
+    assert results["min_cosine_vs_onnx_cpu"]["float32"] > 0.999  # the same network as model/float's ONNX
 
 
 def test_report_writes_the_tables_between_the_markers(smoke, results_dir, tmp_path):
