@@ -1,14 +1,14 @@
 """An int8 copy of an exported model: onnxruntime's static quantisation, then the thresholds calibrated
 again for the int8 network exactly as for the float one.
 
-Weights become int8 per output channel, held to 7 bits (-64..64; below), activations uint8 (QDQ format,
-which onnxruntime runs with int8 kernels, VNNI where the CPU has it); then the stem and the convolutions
-over a single pixel are rewritten into operations those kernels run faster, with the same answers
-(training/int8_graph.py). The activation ranges are measured on aligned chips of the calibration folds'
-people (LFW fold 9 for the shipped model), never on a test fold. The int8 network is a different model:
-its card has its own name (``<name>-int8``, ``<name>-int8-mirrored`` when it also embeds each face's
-mirror image), so its templates are never compared with the float model's. The shipped default model is
-model/float's copy, mirrored (bench/model_choice.py).
+Weights become int8 per output channel, held to 7 bits (-64..64; see quantise_static), activations uint8
+(QDQ format, which onnxruntime runs with int8 kernels, VNNI where the CPU has it); then the stem and the
+convolutions over a single pixel are rewritten into operations those kernels run faster, with the same
+answers (training/int8_graph.py). The activation ranges are measured on aligned chips of the calibration
+folds' people (LFW fold 9 for the shipped model), never on a test fold. The int8 network is a different
+model: its card has its own name (``<name>-int8``, ``<name>-int8-mirrored`` when it also embeds each
+face's mirror image), so its templates are never compared with the float model's. The shipped default
+model is model/float's copy, mirrored (bench/model_choice.py).
 """
 
 from __future__ import annotations
@@ -30,13 +30,6 @@ from facever.training.int8_graph import centre_taps_on_single_pixels, space_to_d
 from facever.training.release import calibrate_card, git_commit
 
 CHIPS = 200  # calibration chips for the activation ranges: ranges settle well before this
-# Weights within -64..64 (onnxruntime's reduce_range): on a CPU without VNNI (AVX2 only: AMD before Zen 4,
-# Intel Xeons before Cascade Lake) onnxruntime multiplies uint8 by int8 with VPMADDUBSW, which adds two
-# products in a saturating 16-bit sum; 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. With full 8-bit
-# weights the network's sums were clipped there, and its embeddings differed from a VNNI machine's (the
-# README's verify pair 0.9427 on an AMD EPYC Zen 3 against 0.9481); with 7 bits every CPU computes the
-# same integer sums (BENCHMARKS.md, "The same embeddings on every CPU").
-WEIGHTS_REDUCED_RANGE = True
 
 
 class _Chips(CalibrationDataReader):
@@ -45,6 +38,28 @@ class _Chips(CalibrationDataReader):
 
     def get_next(self) -> dict | None:
         return next(self.feeds, None)
+
+
+def quantise_static(float_path: Path, int8_path: Path, chips: CalibrationDataReader) -> None:
+    """onnxruntime's static quantisation as facever ships it: QDQ, int8 weights per output channel,
+    uint8 activations whose ranges ``chips`` measure.
+
+    The weights are held within -64..64 (``reduce_range``): on a CPU without VNNI (AVX2 only: AMD before
+    Zen 4, Intel Xeons before Cascade Lake) onnxruntime multiplies uint8 by int8 with VPMADDUBSW, which
+    adds two products in a saturating 16-bit sum; 255 * 127 * 2 overflows it, 255 * 64 * 2 does not. With
+    full 8-bit weights the network's sums were clipped there, and its embeddings differed from a VNNI
+    machine's (the README's verify pair 0.9427 on an AMD EPYC Zen 3 against 0.9481); with 7 bits every
+    CPU computes the same integer sums (BENCHMARKS.md, "The same embeddings on every CPU")."""
+    quantize_static(
+        str(float_path),
+        str(int8_path),
+        chips,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        reduce_range=True,
+    )
 
 
 def calibration_chips(
@@ -96,16 +111,7 @@ def quantize(
         prepared = Path(work) / "prepared.onnx"
         # onnxruntime's symbolic shape inference trips on the exporter's graph; ONNX's own is enough here
         quant_pre_process(str(model_dir / ONNX_FILE), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(out_dir / ONNX_FILE),
-            _Chips(input_name, chips),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            reduce_range=WEIGHTS_REDUCED_RANGE,
-        )
+        quantise_static(prepared, out_dir / ONNX_FILE, _Chips(input_name, chips))
     quantised = onnx.load(out_dir / ONNX_FILE)
     stem_rewritten = space_to_depth_stem(quantised)
     single_pixel_convolutions = centre_taps_on_single_pixels(quantised)
@@ -125,9 +131,8 @@ def quantize(
             **card.training.model_dump(mode="json", by_alias=True),
             "quantization": {
                 "from": f"{card.name} {card.version}",
-                "method": "onnxruntime static quantisation, QDQ: int8 weights per output channel"
-                + (" within -64..64 (7 bits)" if WEIGHTS_REDUCED_RANGE else "")
-                + ", uint8 activations"
+                "method": "onnxruntime static quantisation, QDQ: int8 weights per output channel within "
+                "-64..64 (7 bits), uint8 activations"
                 + (
                     "; the stem as SpaceToDepth + a stride-1 convolution, the same integer sums"
                     if stem_rewritten

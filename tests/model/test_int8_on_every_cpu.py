@@ -1,7 +1,7 @@
 """The shipped int8 network gives the same numbers on every x86 CPU. onnxruntime multiplies uint8
 activations by int8 weights with VNNI where the CPU has it (exact), and on AVX2 alone with VPMADDUBSW,
 which adds two products in a saturating 16-bit sum: exact only while |weight| <= 64
-(training/quantize.py, WEIGHTS_REDUCED_RANGE)."""
+(training/quantize.py, quantise_static)."""
 
 import numpy as np
 import onnx
@@ -14,11 +14,11 @@ from facever.model.card import ONNX_FILE
 MODEL_PATH = shipped_model_dir() / ONNX_FILE
 
 
-def int8_weights(model: onnx.ModelProto) -> list[np.ndarray]:
-    """The int8 tensors the graph dequantises (weights; a zero point is a scalar or per channel)."""
+def int8_weights(model: onnx.ModelProto) -> list[tuple[onnx.TensorProto, onnx.TensorProto | None]]:
+    """The int8 tensors the graph dequantises (its weights), each with its zero point where it has one."""
     initializers = {tensor.name: tensor for tensor in model.graph.initializer}
     return [
-        numpy_helper.to_array(initializers[node.input[0]])
+        (initializers[node.input[0]], initializers.get(node.input[2]) if len(node.input) > 2 else None)
         for node in model.graph.node
         if node.op_type == "DequantizeLinear"
         and node.input[0] in initializers
@@ -29,12 +29,8 @@ def int8_weights(model: onnx.ModelProto) -> list[np.ndarray]:
 def with_uint8_weights(model: onnx.ModelProto) -> bytes:
     """The same network with each int8 weight w stored as uint8 w + 128 with zero point z + 128: the same
     integer sums, which onnxruntime computes by widening to 16 bits, without saturation, on any CPU."""
-    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type != "DequantizeLinear" or len(node.input) < 3:
-            continue
-        weights, zero_point = initializers.get(node.input[0]), initializers.get(node.input[2])
-        if weights is None or zero_point is None or weights.data_type != onnx.TensorProto.INT8:
+    for weights, zero_point in int8_weights(model):
+        if zero_point is None:
             continue
         for tensor in (weights, zero_point):
             shifted = numpy_helper.to_array(tensor).astype(np.int16) + 128
@@ -43,7 +39,8 @@ def with_uint8_weights(model: onnx.ModelProto) -> bytes:
 
 
 def test_the_weights_fit_in_seven_bits():
-    weights = [w for w in int8_weights(onnx.load(MODEL_PATH)) if w.size > 1]
+    weights = [numpy_helper.to_array(tensor) for tensor, _ in int8_weights(onnx.load(MODEL_PATH))]
+    weights = [w for w in weights if w.size > 1]
     assert len(weights) > 20  # every convolution's, and the last layer's
     assert all(-64 <= w.min() and w.max() <= 64 for w in weights)
 

@@ -5,10 +5,10 @@ import onnx
 import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import CalibrationDataReader
 
 from facever.training.int8_graph import centre_taps_on_single_pixels, space_to_depth_stem
-from facever.training.quantize import WEIGHTS_REDUCED_RANGE
+from facever.training.quantize import quantise_static
 
 
 class _Pixels(CalibrationDataReader):
@@ -50,16 +50,7 @@ def quantised(tmp_path, nodes, weights, shape: list[int], calibration: list[np.n
     )
     float_path, int8_path = tmp_path / "float.onnx", tmp_path / "int8.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), float_path)
-    quantize_static(
-        str(float_path),
-        str(int8_path),
-        _Pixels(calibration),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        reduce_range=WEIGHTS_REDUCED_RANGE,
-    )
+    quantise_static(float_path, int8_path, _Pixels(calibration))
     return onnx.load(int8_path)
 
 
