@@ -464,6 +464,20 @@ def test_gap(smoke):
     assert "facever whole photo, after a sleep" in table and "| 1 ms |" in table
 
 
+def test_jitter(smoke):
+    payload = smoke("jitter")
+    check_common(payload, "jitter")
+    by_noise = payload["results"]["by_noise"]
+    assert [float(noise) for noise in by_noise] == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2]
+    draws = payload["config"]["pairs"] * payload["config"]["draws"]
+    assert draws > 0
+    for row in by_noise.values():
+        assert row["draws"] == draws
+        assert 0 <= row["scores_changed"] <= draws and 0 <= row["median_abs_change"] <= row["max_abs_change"]
+    # a hundredth of a pixel changes the chip: its pixels are rounded to whole values
+    assert by_noise["0.01"]["chips_changed"] > 0
+
+
 def test_stages_with_a_pause_before_each_photo(results_dir, lfw_root):
     command = [
         sys.executable,
