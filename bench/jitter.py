@@ -69,7 +69,14 @@ def main() -> None:
         }
         for noise in NOISE_PX
     }
-    headers = ["noise (px, s.d.)", "draws", "chips changed", "scores changed", "median |change|", "largest |change|"]
+    headers = [
+        "noise (px, s.d.)",
+        "draws",
+        "chips changed",
+        "scores changed",
+        "median |change|",
+        "largest |change|",
+    ]
     rows = [
         [
             f"{noise:g}",
@@ -82,7 +89,12 @@ def main() -> None:
         for noise, r in zip(NOISE_PX, results.values(), strict=True)
     ]
     title = f"A score when the first photo's box and landmarks move by noise ({used} LFW fold-1 pairs)"
-    config = {"model": common.model_info(args.model), "pairs": used, "draws": args.draws, "noise_px": NOISE_PX}
+    config = {
+        "model": common.model_info(args.model),
+        "pairs": used,
+        "draws": args.draws,
+        "noise_px": NOISE_PX,
+    }
     run.finish(config, {"by_noise": results}, {title: common.markdown_table(headers, rows)})
 
 
