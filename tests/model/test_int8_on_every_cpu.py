@@ -1,7 +1,16 @@
 """The shipped int8 network gives the same numbers on every x86 CPU. onnxruntime multiplies uint8
 activations by int8 weights with VNNI where the CPU has it (exact), and on AVX2 alone with VPMADDUBSW,
 which adds two products in a saturating 16-bit sum: exact only while |weight| <= 64
-(training/quantize.py, quantise_static)."""
+(training/quantize.py, quantise_static).
+
+The exact sums can be checked on this CPU alone (against the same network with uint8 weights), but "the
+same numbers as on another CPU" only against numbers that another CPU computed: GOLDEN holds the shipped
+network's outputs on the test pixels as a CPU with AVX-512 VNNI computed them (AMD EPYC, Zen 5), with
+the SHA-256 of the model file they belong to. Written by ``python tests/model/test_int8_on_every_cpu.py``
+after the model changes."""
+
+import hashlib
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,6 +21,7 @@ from facever.app.core.config import shipped_model_dir
 from facever.model.card import ONNX_FILE
 
 MODEL_PATH = shipped_model_dir() / ONNX_FILE
+GOLDEN = Path(__file__).parent / "data" / "shipped_int8_outputs.npz"
 
 
 def int8_weights(model: onnx.ModelProto) -> list[tuple[onnx.TensorProto, onnx.TensorProto | None]]:
@@ -45,15 +55,40 @@ def test_the_weights_fit_in_seven_bits():
     assert all(-64 <= w.min() and w.max() <= 64 for w in weights)
 
 
-def test_this_cpu_computes_the_exact_integer_sums():
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    shipped = ort.InferenceSession(str(MODEL_PATH), options, providers=["CPUExecutionProvider"])
-    exact = ort.InferenceSession(
-        with_uint8_weights(onnx.load(MODEL_PATH)), options, providers=["CPUExecutionProvider"]
-    )
-    name = shipped.get_inputs()[0].name
+def high_contrast_pixels() -> np.ndarray:
     # Bright, high-contrast pixels drive activations towards 255, where saturation would show.
     pixels = np.random.default_rng(0).choice([0.0, 255.0], (4, 3, 150, 150)).astype(np.float32)
     pixels[2:] = np.random.default_rng(1).integers(0, 256, (2, 3, 150, 150))
-    np.testing.assert_array_equal(shipped.run(None, {name: pixels})[0], exact.run(None, {name: pixels})[0])
+    return pixels
+
+
+def outputs(model: str | bytes) -> np.ndarray:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: high_contrast_pixels()})[0]
+
+
+def model_sha256() -> str:
+    return hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()
+
+
+def test_this_cpu_computes_the_exact_integer_sums():
+    exact = outputs(with_uint8_weights(onnx.load(MODEL_PATH)))
+    np.testing.assert_array_equal(outputs(str(MODEL_PATH)), exact)
+
+
+def test_this_cpu_gives_the_numbers_another_cpu_gave():
+    golden = np.load(GOLDEN)
+    assert str(golden["model_sha256"]) == model_sha256(), (
+        f"{GOLDEN.name} belongs to another model file: run python {Path(__file__).relative_to(Path.cwd())}"
+    )
+    # The embedding before its L2 normalisation is quantised (steps of ~3e-3 after it): a different
+    # integer sum anywhere moves some output by far more than the normalisation's float rounding.
+    np.testing.assert_allclose(outputs(str(MODEL_PATH)), golden["outputs"], rtol=0, atol=1e-6)
+
+
+if __name__ == "__main__":
+    GOLDEN.parent.mkdir(exist_ok=True)
+    np.savez(GOLDEN, outputs=outputs(str(MODEL_PATH)), model_sha256=model_sha256())
+    print(f"wrote {GOLDEN}")
