@@ -72,6 +72,12 @@ SECTIONS = (
     "speed-seventh-run0",
     "gap",
     "speed-eighth-run1",
+    "speed-ninth-run0",
+    "stages-ninth",
+    "stages-ninth-dlib",
+    "accuracy-ninth",
+    "proxies-ninth",
+    "jitter",
 )
 
 
