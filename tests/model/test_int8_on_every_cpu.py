@@ -81,11 +81,14 @@ def test_this_cpu_computes_the_exact_integer_sums():
 def test_this_cpu_gives_the_numbers_another_cpu_gave():
     golden = np.load(GOLDEN)
     assert str(golden["model_sha256"]) == model_sha256(), (
-        f"{GOLDEN.name} belongs to another model file: run python {Path(__file__).relative_to(Path.cwd())}"
+        f"{GOLDEN.name} belongs to another model file: run python tests/model/test_int8_on_every_cpu.py"
     )
-    # The embedding before its L2 normalisation is quantised (steps of ~3e-3 after it): a different
-    # integer sum anywhere moves some output by far more than the normalisation's float rounding.
-    np.testing.assert_allclose(outputs(str(MODEL_PATH)), golden["outputs"], rtol=0, atol=1e-6)
+    # Unit embeddings. The integer sums are exact everywhere, but the global average pooling before the
+    # last layer sums in float, in an order that may differ between CPUs, and rounding its mean to a
+    # quantisation step (~3e-3 in the output) could flip a step now and then: one step in one place
+    # costs a cosine of 4e-6. Clipped sums (1.0.0 on AVX2 alone) moved a pair's score by 5e-3 (BENCHMARKS.md).
+    cosines = np.sum(outputs(str(MODEL_PATH)) * golden["outputs"], axis=1)
+    assert cosines.min() > 1 - 1e-5, cosines
 
 
 if __name__ == "__main__":
